@@ -1,0 +1,27 @@
+#!/usr/bin/env python
+"""Laptop training: one env on the first scenario by default, verbose, easy to debug.
+
+    python rl/local/train.py --network rl/configs/network/grid3_small.yaml \
+        --scenarios rl/configs/scenarios/small_mixed.yaml --algorithm rl/configs/algorithm/ppo_small.yaml \
+        --reward rl/configs/reward/empirical.yaml --execution rl/configs/execution/quick_test.yaml --timesteps 100
+"""
+
+import argparse
+import sys
+
+from src.rl.pipeline import add_common_arguments, main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_arguments(parser)
+    parser.add_argument("--all-scenarios", dest="all_scenarios", action="store_true",
+                        help="train on every scenario of the file (one env each) instead of the first")
+    parser.add_argument("--single-env", dest="single_env", action="store_true",
+                        help="keep every env in this process (no subprocesses; breakpoints work)")
+    parser.add_argument("--verbose", action="store_true", help="debug logging")
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main(build_parser().parse_args(), mode="local"))

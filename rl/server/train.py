@@ -1,0 +1,24 @@
+#!/usr/bin/env python
+"""HPC training: one SUMO env per scenario in its own process, one shared PPO model.
+
+Chain batches of scenarios into one model with --resume-from (a file, runs:/ or models:/ URI).
+SIGTERM (SLURM's warning before the time limit) saves a checkpoint and closes the MLflow run.
+"""
+
+import argparse
+import sys
+
+from src.rl.pipeline import add_common_arguments, main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_arguments(parser)
+    parser.add_argument("--single-env", dest="single_env", action="store_true",
+                        help="run all envs in this process instead of one process per scenario")
+    parser.add_argument("--verbose", action="store_true", help="debug logging")
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main(build_parser().parse_args(), mode="server"))

@@ -1,0 +1,181 @@
+"""The cycle-based controller interface and what a controller observes.
+
+Every `cycle_length` seconds a controller receives a `CycleMeasurement` (what the lane
+sensors of the signalised junctions saw during the cycle that ended) and returns the green
+durations of every phase of every junction for the next cycle. Lanes are read every
+`sample_interval` seconds, a few hundred values at a time, never every lane every second.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Mapping, Sequence
+
+import numpy as np
+
+from src.control.actuator import CycleTiming, SignalActuator, equal_durations
+from src.network.phases import PhasePlan
+
+DEFAULT_SAMPLE_INTERVAL_S = 5
+
+
+@dataclass
+class LaneInfo:
+    """Static facts of the lanes the signals see: incoming and outgoing lanes of every link."""
+
+    lane_ids: List[str]
+    lengths: np.ndarray
+    speed_limits: np.ndarray
+    index: Dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_plans(cls, api, plans: Mapping[str, PhasePlan]) -> "LaneInfo":
+        lanes = sorted({lane for p in plans.values() for i, o, _ in p.links for lane in (i, o)})
+        lengths = np.array([api.lane.getLength(l) for l in lanes], dtype=float)
+        speeds = np.array([api.lane.getMaxSpeed(l) for l in lanes], dtype=float)
+        return cls(lanes, lengths, speeds, {l: k for k, l in enumerate(lanes)})
+
+
+@dataclass
+class CycleMeasurement:
+    """What the lane sensors saw over one cycle. Arrays are indexed like `lanes.lane_ids`."""
+
+    time: float
+    cycle_length: float
+    lanes: LaneInfo
+    mean_vehicles: np.ndarray
+    mean_halting: np.ndarray
+    mean_speed: np.ndarray
+    last_vehicles: np.ndarray
+    last_halting: np.ndarray
+    entered: np.ndarray
+    arrived: int
+    departed: int
+    running: int
+    last_durations: Dict[str, np.ndarray]
+
+
+class LaneSampler:
+    """Accumulates lane readings over one cycle."""
+
+    def __init__(self, api, lanes: LaneInfo) -> None:
+        self.api = api
+        self.lanes = lanes
+        n = len(lanes.lane_ids)
+        self._prev_ids: List[set] = [set() for _ in range(n)]
+        self.reset()
+
+    def reset(self) -> None:
+        n = len(self.lanes.lane_ids)
+        self.samples = 0
+        self.sum_vehicles = np.zeros(n)
+        self.sum_halting = np.zeros(n)
+        self.sum_speed = np.zeros(n)
+        self.last_vehicles = np.zeros(n)
+        self.last_halting = np.zeros(n)
+        self.entered = np.zeros(n)
+
+    def sample(self) -> None:
+        lane = self.api.lane
+        for k, lane_id in enumerate(self.lanes.lane_ids):
+            ids = set(lane.getLastStepVehicleIDs(lane_id))
+            halting = lane.getLastStepHaltingNumber(lane_id)
+            speed = lane.getLastStepMeanSpeed(lane_id) if ids else self.lanes.speed_limits[k]
+            self.entered[k] += len(ids - self._prev_ids[k])
+            self._prev_ids[k] = ids
+            self.sum_vehicles[k] += len(ids)
+            self.sum_halting[k] += halting
+            self.sum_speed[k] += speed
+            self.last_vehicles[k] = len(ids)
+            self.last_halting[k] = halting
+        self.samples += 1
+
+    def means(self):
+        s = max(self.samples, 1)
+        return self.sum_vehicles / s, self.sum_halting / s, self.sum_speed / s
+
+
+def run_cycle(
+    api,
+    sampler: LaneSampler,
+    cycle_length: float,
+    sample_interval: float,
+    last_durations: Dict[str, np.ndarray],
+    end_time: float,
+) -> CycleMeasurement:
+    """Step one cycle second by second, counting arrivals and sampling lanes."""
+    sim = api.simulation
+    sampler.reset()
+    start = sim.getTime()
+    stop = min(start + cycle_length, end_time)
+    arrived = departed = 0
+    next_sample = start + sample_interval
+    while sim.getTime() < stop - 1e-9:
+        api.simulationStep()
+        arrived += sim.getArrivedNumber()
+        departed += sim.getDepartedNumber()
+        if sim.getTime() >= next_sample - 1e-9:
+            sampler.sample()
+            next_sample += sample_interval
+    if sampler.samples == 0:
+        sampler.sample()
+    mean_veh, mean_halt, mean_speed = sampler.means()
+    return CycleMeasurement(
+        time=sim.getTime(),
+        cycle_length=cycle_length,
+        lanes=sampler.lanes,
+        mean_vehicles=mean_veh,
+        mean_halting=mean_halt,
+        mean_speed=mean_speed,
+        last_vehicles=sampler.last_vehicles.copy(),
+        last_halting=sampler.last_halting.copy(),
+        entered=sampler.entered.copy(),
+        arrived=arrived,
+        departed=departed,
+        running=sim.getMinExpectedNumber(),
+        last_durations=dict(last_durations),
+    )
+
+
+class SignalController(ABC):
+    """A signal control method behind the cycle interface.
+
+    `adaptive` is False for controllers that never change the programs during the run
+    (fixed time, SUMO's actuated logic): the runner then steps SUMO without reading
+    anything, as fast as a plain `sumo` run.
+    """
+
+    name: str = "base"
+    adaptive: bool = True
+
+    def __init__(self, plans: Mapping[str, PhasePlan], timing: CycleTiming) -> None:
+        self.plans = dict(plans)
+        self.timing = timing
+
+    def additional_files(self, out_dir: Path) -> List[Path]:
+        """Extra SUMO files this controller needs loaded (e.g. actuated programs)."""
+        return []
+
+    def initial_durations(self) -> Dict[str, np.ndarray]:
+        return {tls: equal_durations(p.num_phases, self.timing) for tls, p in self.plans.items()}
+
+    def reset(self) -> None:
+        """Forget state between episodes."""
+
+    @abstractmethod
+    def decide(self, measurement: CycleMeasurement) -> Dict[str, np.ndarray]:
+        """Green durations per junction for the next cycle."""
+
+
+def make_actuator(plans: Mapping[str, PhasePlan], timing: CycleTiming) -> SignalActuator:
+    return SignalActuator(plans, timing)
+
+
+def phase_lane_indices(plan: PhasePlan, lanes: LaneInfo) -> List[Sequence[tuple]]:
+    """For each phase, the (incoming index, outgoing index) pairs of the links it serves."""
+    return [
+        [(lanes.index[i], lanes.index[o]) for i, o in plan.served_links(p)]
+        for p in range(plan.num_phases)
+    ]

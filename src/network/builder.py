@@ -1,0 +1,378 @@
+"""Build a network folder (net file, signal programs, edge roles, attractiveness) from parameters.
+
+Everything random is drawn from `network_seed` through separate streams, and the files
+carry no dates or paths, so the same parameters always give byte-identical files. All
+parameter checks run before the first SUMO tool starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from src.network import grid as grid_mod
+from src.network.artifacts import NET_FILE_NAME, NetworkArtifacts
+from src.network.land_use import LandUse, edge_land_use_weights, generate_land_use
+from src.network.netfile import NetInfo, edge_roles, read_net, shortest_edge_path, successor_map
+from src.network.signals import Program, build_programs, strip_header, write_programs, write_tll_file
+from src.params import (
+    ATTRACTIVENESS_METHODS,
+    PERIOD_NAMES,
+    TRAFFIC_LIGHT_STRATEGIES,
+    NetworkParams,
+    invalid_value,
+    parse_junctions_to_remove,
+    parse_lane_count,
+)
+
+logger = logging.getLogger(__name__)
+
+LAND_USE_FILE = "land_use.json"
+LAND_USE_POLY_FILE = "land_use.poly.xml"
+POISSON_LAMBDA = 5.0  # mean of the per-edge weights of `--attractiveness poisson` (plus 1)
+MIN_WEIGHT = 1e-3  # floor of every attractiveness weight: all edges stay possible ends
+MAX_LAND_USE_CELLS = 4_000_000
+MAX_GRID_DIMENSION = 26  # junction IDs use one column letter
+
+# Independent random streams drawn from network_seed (removal uses network_seed itself).
+_STREAM_LAND_USE, _STREAM_POISSON, _STREAM_LANES = 1, 2, 3
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """Parameters after validation, normalised to their parsed types."""
+
+    lane_count: Union[str, int]
+    removal: Union[int, Tuple[str, ...]]
+    net_file: Optional[Path]
+
+
+def _positive_number(option: str, value: object) -> float:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise invalid_value(option, value, "a positive number is required") from None
+    if not math.isfinite(number) or number <= 0:
+        raise invalid_value(option, value, "a positive number is required")
+    return number
+
+
+def validate_network_params(
+    params: NetworkParams, yellow_time: int = 3, min_green: int = 5, cycle_length: int = 90
+) -> _Checked:
+    """Every check of the network options; raises ParameterError with a one-line message."""
+    seed = params.network_seed
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise invalid_value("--network-seed", seed, "an integer >= 0 is required")
+    if params.traffic_light_strategy not in TRAFFIC_LIGHT_STRATEGIES:
+        raise invalid_value("--traffic_light_strategy", params.traffic_light_strategy,
+                    f"allowed: {', '.join(TRAFFIC_LIGHT_STRATEGIES)}")
+    if params.attractiveness not in ATTRACTIVENESS_METHODS:
+        raise invalid_value("--attractiveness", params.attractiveness, f"allowed: {', '.join(ATTRACTIVENESS_METHODS)}")
+    _positive_number("--land_use_block_size_m", params.land_use_block_size_m)
+    for option, value, low in (("--yellow-time", yellow_time, 1), ("--min-green", min_green, 1),
+                               ("--cycle-length", cycle_length, 1)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise invalid_value(option, value, f"an integer >= {low} is required")
+    removal = parse_junctions_to_remove(params.junctions_to_remove) \
+        if not isinstance(params.junctions_to_remove, (int, tuple, list)) else params.junctions_to_remove
+    if isinstance(removal, list):
+        removal = tuple(removal)
+    lane_count = parse_lane_count(params.lane_count)
+    if params.net_file is not None:
+        net_file = Path(params.net_file)
+        if not net_file.is_file():
+            raise invalid_value("--net-file", str(params.net_file), "an existing SUMO .net.xml file is required")
+        if removal not in (0, ()):
+            raise invalid_value("--junctions_to_remove", removal, "junctions can only be removed from a generated grid, "
+                        "not from --net-file (use 0)")
+        return _Checked(lane_count=lane_count, removal=0, net_file=net_file)
+    dim = params.grid_dimension
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or not 2 <= dim <= MAX_GRID_DIMENSION:
+        raise invalid_value("--grid_dimension", dim, f"an integer 2-{MAX_GRID_DIMENSION} is required")
+    block = _positive_number("--block_size_m", params.block_size_m)
+    cells = math.ceil((dim * block) / float(params.land_use_block_size_m)) ** 2
+    if cells > MAX_LAND_USE_CELLS:
+        raise invalid_value("--land_use_block_size_m", params.land_use_block_size_m,
+                    f"gives {cells} cells over a {dim * block:g} m network; at most {MAX_LAND_USE_CELLS}, use larger cells")
+    if params.traffic_light_strategy == "partial_opposites" and lane_count == 1:
+        raise invalid_value("--lane_count", params.lane_count,
+                    "--traffic_light_strategy partial_opposites needs 2+ lanes (separate left-turn lane); "
+                    "use 2-5, random or realistic")
+    grid_mod.choose_removed_junctions(int(dim), removal, int(seed))  # validates IDs/count/connectivity
+    return _Checked(lane_count=lane_count, removal=removal, net_file=None)
+
+
+# --- shared steps ----------------------------------------------------------------------------
+
+
+def _rng(seed: int, stream: int) -> np.random.Generator:
+    return np.random.default_rng([int(seed), stream])
+
+
+def _attractiveness(
+    method: str, edges: Sequence[str], land_weights: Dict[str, Dict[str, np.ndarray]], seed: int
+) -> Dict[str, Dict[str, List[float]]]:
+    """depart/arrive weight per period for every edge, all > 0."""
+    periods = len(PERIOD_NAMES)
+    ids = sorted(edges)
+    result: Dict[str, Dict[str, List[float]]] = {}
+    if method == "land_use":
+        for e in ids:
+            w = land_weights[e]
+            result[e] = {k: [round(max(float(v), MIN_WEIGHT), 4) for v in w[k]] for k in ("depart", "arrive")}
+    elif method == "poisson":
+        draws = _rng(seed, _STREAM_POISSON).poisson(POISSON_LAMBDA, size=(len(ids), 2)) + 1
+        for e, (dep, arr) in zip(ids, draws):
+            result[e] = {"depart": [float(dep)] * periods, "arrive": [float(arr)] * periods}
+    else:
+        for e in ids:
+            result[e] = {"depart": [1.0] * periods, "arrive": [1.0] * periods}
+    return result
+
+
+def _check_route(info: NetInfo, route: List[str]) -> bool:
+    pairs = {(c.from_edge, c.to_edge) for c in info.connections}
+    return all((a, b) in pairs for a, b in zip(route, route[1:]))
+
+
+def _route_lines(info: NetInfo, roads: Sequence[str], ends: Sequence[Tuple[str, str]]) -> List[List[str]]:
+    """Shortest edge paths for (start, goal) pairs; pairs without a path are skipped."""
+    succ = successor_map(info, roads)
+    lines: List[List[str]] = []
+    for start, goal in ends:
+        path = shortest_edge_path(info, succ, start, goal)
+        if path and len(path) >= 2 and _check_route(info, path):
+            lines.append(path)
+        else:
+            logger.warning("bus line %s -> %s has no route; skipped", start, goal)
+    return lines
+
+
+def _grid_bus_lines(info: NetInfo, roads: Sequence[str], dim: int) -> List[List[str]]:
+    """Both directions along a few evenly spaced rows and columns, fringe to fringe."""
+    k = max(1, dim // 3)
+    picks = sorted({int(round((i + 1) * (dim - 1) / (k + 1))) for i in range(k)})
+    by_ends = {(info.edges[e].from_node, info.edges[e].to_node): e for e in roads}
+    last = chr(ord("A") + dim - 1)
+    ends: List[Tuple[str, str]] = []
+    for idx in picks:
+        col = chr(ord("A") + idx)
+        streets = [  # (entry fringe, first junction, last junction, exit fringe)
+            (f"left{idx}", f"A{idx}", f"{last}{idx}", f"right{idx}"),
+            (f"right{idx}", f"{last}{idx}", f"A{idx}", f"left{idx}"),
+            (f"bottom{idx}", f"{col}0", f"{col}{dim - 1}", f"top{idx}"),
+            (f"top{idx}", f"{col}{dim - 1}", f"{col}0", f"bottom{idx}"),
+        ]
+        for f_in, j_in, j_out, f_out in streets:
+            start, goal = by_ends.get((f_in, j_in)), by_ends.get((j_out, f_out))
+            if start and goal:
+                ends.append((start, goal))
+            else:
+                logger.info("no bus line from %s to %s: its end junction was removed", f_in, f_out)
+    return _route_lines(info, roads, ends)
+
+
+def _generic_bus_lines(info: NetInfo, ins: Sequence[str], outs: Sequence[str], roads: Sequence[str]) -> List[List[str]]:
+    """Up to four lines from entries spread around the network to the farthest exit."""
+    if not ins or not outs:
+        return []
+    xmin, ymin, xmax, ymax = info.bounds
+    cx, cy = (xmin + xmax) / 2, (ymin + ymax) / 2
+
+    def xy(node: str) -> Tuple[float, float]:
+        j = info.junctions.get(node)
+        return (j[1], j[2]) if j else (cx, cy)
+
+    by_angle = sorted(ins, key=lambda e: (math.atan2(xy(info.edges[e].from_node)[1] - cy,
+                                                     xy(info.edges[e].from_node)[0] - cx), e))
+    count = min(4, len(by_angle))
+    starts = [by_angle[int(i * len(by_angle) / count)] for i in range(count)]
+    ends = []
+    for s in starts:
+        sx, sy = xy(info.edges[s].from_node)
+        goal = max(outs, key=lambda e: (round(math.hypot(xy(info.edges[e].to_node)[0] - sx,
+                                                         xy(info.edges[e].to_node)[1] - sy), 3), e))
+        ends.append((s, goal))
+    return _route_lines(info, roads, ends)
+
+
+def _install_programs(
+    source: Path, target: Path, strategy: str, timings: Tuple[int, int, int], work_dir: Path
+) -> Tuple[NetInfo, Dict[str, Program]]:
+    """Write `target` = `source` with programs of `strategy`, junction logic rebuilt to match.
+
+    netconvert recomputes which links yield to which from the programs it is given; a
+    program pasted into a net built for another program can leave two green links each
+    waiting for the other (SUMO warns of "mutual conflict"). So the net is passed through
+    netconvert once more with our programs; should that fail or renumber the signal links,
+    the programs are written into a copy of `source` instead.
+    """
+    yellow_time, min_green, cycle_length = timings
+    info = read_net(source)
+    programs = build_programs(info, strategy, yellow_time, min_green, cycle_length)
+    tll = work_dir / "signals.tll.xml"
+    write_tll_file(tll, programs)
+    try:
+        grid_mod.run_tool("netconvert", [
+            "--sumo-net-file", str(source), "--tllogic-files", str(tll), "--output-file", str(target),
+        ])
+        strip_header(target)
+        new_info = read_net(target)
+        if build_programs(new_info, strategy, yellow_time, min_green, cycle_length) == programs:
+            return new_info, programs
+        logger.warning("netconvert renumbered the signal links of %s; writing the programs directly", source)
+    except RuntimeError as exc:
+        logger.warning("netconvert could not rebuild %s with new programs (%s); writing them directly", source, exc)
+    shutil.copyfile(source, target)
+    write_programs(target, programs)
+    return read_net(target), programs
+
+
+def _write_land_use(land: LandUse, out_dir: Path) -> None:
+    land.write_json(out_dir / LAND_USE_FILE)
+    land.write_polygons(out_dir / LAND_USE_POLY_FILE)
+
+
+# --- the two ways of building ----------------------------------------------------------------
+
+
+def _build_grid(
+    params: NetworkParams, checked: _Checked, out_dir: Path, yellow_time: int, min_green: int, cycle_length: int
+) -> NetworkArtifacts:
+    dim, block, seed = int(params.grid_dimension), float(params.block_size_m), int(params.network_seed)
+    removed = grid_mod.choose_removed_junctions(dim, checked.removal, seed)
+    plain_dir = out_dir / "plain"
+    plain_dir.mkdir(parents=True, exist_ok=True)
+    grid = grid_mod.generate_grid(dim, block, plain_dir, removed)
+    xs = [p[0] for p in grid.nodes.values()]
+    ys = [p[1] for p in grid.nodes.values()]
+    full = dim * block  # the whole grid incl. attach edges, also if border junctions are gone
+    bounds = (0.0, 0.0, max(full, max(xs)), max(full, max(ys)))
+    land = generate_land_use(bounds, float(params.land_use_block_size_m), _rng(seed, _STREAM_LAND_USE))
+    land_weights = edge_land_use_weights(land, grid.polylines(), radius=block / 2.0)
+
+    minimum = 2 if params.traffic_light_strategy == "partial_opposites" else 1
+    if isinstance(checked.lane_count, int):
+        grid.lanes = {e: checked.lane_count for e in grid.edges}
+    elif checked.lane_count == "random":
+        grid.lanes = grid_mod.lane_counts_random(list(grid.edges), _rng(seed, _STREAM_LANES), minimum)
+    else:  # realistic: always from the land-use demand, whatever the attractiveness method
+        totals = {e: float(w["depart"].sum() + w["arrive"].sum()) for e, w in land_weights.items()}
+        grid.lanes = grid_mod.lane_counts_realistic(totals, minimum)
+
+    nod, edg, con = grid_mod.write_plain(grid, plain_dir)
+    base_net = plain_dir / "base.net.xml"
+    grid_mod.run_netconvert(nod, edg, con, base_net)
+    info, programs = _install_programs(base_net, out_dir / NET_FILE_NAME, params.traffic_light_strategy,
+                                       (yellow_time, min_green, cycle_length), plain_dir)
+    base_net.unlink()
+
+    roads = info.road_edges()
+    ins, outs, inner = edge_roles(info, roads, fringe=grid.fringe)
+    _write_land_use(land, out_dir)
+    return NetworkArtifacts(
+        directory=out_dir,
+        boundary_in_edges=ins,
+        boundary_out_edges=outs,
+        inner_edges=inner,
+        attractiveness=_attractiveness(params.attractiveness, roads, land_weights, seed),
+        signalized_junctions=sorted(programs),
+        removed_junctions=list(removed),
+        lane_counts={e: info.edges[e].num_lanes for e in roads},
+        bus_lines=_grid_bus_lines(info, roads, dim),
+        bounds=tuple(float(v) for v in info.bounds),  # type: ignore[arg-type]
+    )
+
+
+def _build_from_file(
+    params: NetworkParams, checked: _Checked, out_dir: Path, yellow_time: int, min_green: int, cycle_length: int
+) -> NetworkArtifacts:
+    assert checked.net_file is not None
+    seed = int(params.network_seed)
+    net_file = out_dir / NET_FILE_NAME
+    work_dir = out_dir / "plain"
+    work_dir.mkdir(parents=True, exist_ok=True)
+    source = work_dir / "source.net.xml"
+    shutil.copyfile(checked.net_file, source)
+    try:
+        info = read_net(source)
+    except ET.ParseError as exc:
+        raise invalid_value("--net-file", str(checked.net_file), f"not a readable SUMO net file ({exc})") from None
+    roads = info.road_edges()
+    if not roads:
+        raise invalid_value("--net-file", str(checked.net_file), "the network has no edges open to passenger cars")
+    if params.lane_count != "realistic":
+        logger.info("--lane_count is ignored with --net-file: its lanes are kept")
+    ins, outs, inner = edge_roles(info, roads)
+    lengths = [info.edges[e].length for e in (inner or roads)]
+    cell = float(params.land_use_block_size_m)
+    xmin, ymin, xmax, ymax = info.bounds
+    cells = math.ceil(max(xmax - xmin, cell) / cell) * math.ceil(max(ymax - ymin, cell) / cell)
+    if cells > MAX_LAND_USE_CELLS:
+        raise invalid_value("--land_use_block_size_m", params.land_use_block_size_m,
+                    f"gives {cells} cells over the --net-file area; at most {MAX_LAND_USE_CELLS}, use larger cells")
+    radius = max(cell, float(np.median(lengths)) / 2.0)
+    land = generate_land_use(info.bounds, cell, _rng(seed, _STREAM_LAND_USE))
+    land_weights = edge_land_use_weights(land, {e: info.edges[e].shape for e in roads}, radius)
+    info, programs = _install_programs(source, net_file, params.traffic_light_strategy,
+                                       (yellow_time, min_green, cycle_length), work_dir)
+    source.unlink()
+    _write_land_use(land, out_dir)
+    return NetworkArtifacts(
+        directory=out_dir,
+        boundary_in_edges=ins,
+        boundary_out_edges=outs,
+        inner_edges=inner,
+        attractiveness=_attractiveness(params.attractiveness, roads, land_weights, seed),
+        signalized_junctions=sorted(programs),
+        removed_junctions=[],
+        lane_counts={e: info.edges[e].num_lanes for e in roads},
+        bus_lines=_generic_bus_lines(info, ins, outs, roads),
+        bounds=tuple(float(v) for v in info.bounds),  # type: ignore[arg-type]
+    )
+
+
+def build_network(
+    params: NetworkParams,
+    out_dir: Path,
+    yellow_time: int = 3,
+    min_green: int = 5,
+    cycle_length: int = 90,
+) -> NetworkArtifacts:
+    """Build (or adopt, with `params.net_file`) a network into `out_dir` and save its artifacts.
+
+    The grid path runs netgenerate, edits the plain XML (removed junctions, lanes, lane
+    connections), runs netconvert and writes the signal programs of the traffic-light
+    strategy. `out_dir` gets network.net.xml, network.json, land_use.json,
+    land_use.poly.xml and the plain XML under plain/.
+
+    Choices worth knowing: with `partial_opposites` the random and realistic lane counts
+    start at 2 (left turns need their own lane); a grid junction left with at most two
+    neighbours after removal is a plain priority junction, not a signal; `realistic` lanes
+    follow the land-use demand whatever the attractiveness method. With `net_file` the
+    lanes are kept, only the signal programs are rebuilt.
+    """
+    started = time.perf_counter()
+    checked = validate_network_params(params, yellow_time, min_green, cycle_length)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if checked.net_file is not None:
+        artifacts = _build_from_file(params, checked, out_dir, yellow_time, min_green, cycle_length)
+    else:
+        artifacts = _build_grid(params, checked, out_dir, yellow_time, min_green, cycle_length)
+    artifacts.save()
+    logger.info(
+        "network built in %.2f s: %d edges, %d signals, %d removed junctions, %d bus lines -> %s",
+        time.perf_counter() - started, len(artifacts.lane_counts), len(artifacts.signalized_junctions),
+        len(artifacts.removed_junctions), len(artifacts.bus_lines), out_dir,
+    )
+    return artifacts

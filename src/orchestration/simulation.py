@@ -1,0 +1,159 @@
+"""Run one scenario with one controller, end to end, and collect its trip metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Callable, Dict, Optional
+
+from src.control import CycleTiming, LaneInfo, LaneSampler, SignalActuator, create_controller, run_cycle
+from src.control.base import DEFAULT_SAMPLE_INTERVAL_S
+from src.metrics import METRIC_NAMES, compute_trip_metrics
+from src.network import build_network
+from src.network.artifacts import NetworkArtifacts
+from src.network.phases import read_phase_plans
+from src.params import SimulationParams
+from src.sumo_integration.simulation import SumoSimulation
+from src.traffic import generate_traffic
+
+logger = logging.getLogger(__name__)
+
+#: Simulated seconds between progress lines / non-adaptive stepping chunks.
+PROGRESS_CHUNK_S = 300
+
+
+class SimulationError(RuntimeError):
+    """SUMO failed on a scenario (message says where its log is)."""
+
+
+@dataclass
+class SimulationResult:
+    controller: str
+    metrics: Dict[str, float]
+    output_dir: Path
+    metrics_file: Path
+    wall_time_s: float
+    timings: Dict[str, float] = field(default_factory=dict)
+
+    def format_table(self) -> str:
+        lines = [f"metrics ({self.controller}, {self.output_dir}):"]
+        for name in METRIC_NAMES:
+            value = self.metrics.get(name)
+            if value is not None:
+                lines.append(f"  {name:<24} {value:12.2f}")
+        return "\n".join(lines)
+
+
+def default_output_dir(controller: str) -> Path:
+    return Path("outputs") / f"{controller}_{datetime.now().strftime('%Y%m%d_%H%M%S')}"
+
+
+def prepare_scenario(params: SimulationParams, out_dir: Path, network_dir: Optional[Path] = None):
+    """Build (or reuse) the network and write the scenario's route file."""
+    if network_dir is not None and (Path(network_dir) / "network.json").is_file():
+        network = NetworkArtifacts.load(network_dir)
+    else:
+        network = build_network(
+            params.network,
+            Path(network_dir or out_dir / "network"),
+            yellow_time=params.control.yellow_time,
+            min_green=params.control.min_green,
+            cycle_length=params.control.cycle_length,
+        )
+    traffic = generate_traffic(params.traffic, network, out_dir / "routes.rou.xml")
+    return network, traffic
+
+
+def run_simulation(
+    params: SimulationParams,
+    progress: bool = True,
+    network_dir: Optional[Path] = None,
+    controller_options: Optional[dict] = None,
+    on_cycle: Optional[Callable] = None,
+) -> SimulationResult:
+    """Build network and routes, run SUMO with the chosen controller to the end time, compute metrics."""
+    started = time.perf_counter()
+    control = params.control
+    out_dir = Path(params.output_dir or default_output_dir(control.traffic_control))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    network, traffic = prepare_scenario(params, out_dir, network_dir)
+    prepared = time.perf_counter()
+
+    plans = read_phase_plans(network.net_file)
+    timing = CycleTiming(control.cycle_length, control.yellow_time, control.min_green)
+    options = dict(controller_options or {})
+    if control.traffic_control == "rl":
+        options.setdefault("model_path", control.model_path)
+        options.setdefault("network_dir", network.directory)
+    if control.traffic_control == "tree_method":
+        options.setdefault("speed_factor", control.tree_method_speed_factor)
+    controller = create_controller(control.traffic_control, plans, timing, **options)
+    end_time = float(params.traffic.end_time)
+    sim = SumoSimulation(
+        network.net_file,
+        [traffic.route_file],
+        out_dir,
+        end_time,
+        step_length=params.network.step_length,
+        seed=params.sumo_seed,
+        additional_files=controller.additional_files(out_dir),
+        gui=params.gui,
+    )
+    try:
+        sim.start()
+    except Exception as err:  # SUMO refuses the input: point at its log
+        raise SimulationError(f"SUMO did not start ({err}); see {sim.log_file}") from err
+    try:
+        _drive(sim, controller, plans, controller.timing, end_time, progress, on_cycle)
+    finally:
+        sim.close()
+    simulated = time.perf_counter()
+
+    metrics = compute_trip_metrics(sim.tripinfo_file, traffic.departures, end_time, sim.statistics_file)
+    metrics_file = out_dir / "metrics.json"
+    metrics_file.write_text(json.dumps({"controller": control.traffic_control, **metrics}, indent=1))
+    finished = time.perf_counter()
+    timings = {"prepare_s": prepared - started, "simulate_s": simulated - prepared, "metrics_s": finished - simulated}
+    logger.info("done in %.1f s (prepare %.1f s, simulate %.1f s)", finished - started, timings["prepare_s"], timings["simulate_s"])
+    return SimulationResult(control.traffic_control, metrics, out_dir, metrics_file, finished - started, timings)
+
+
+def _drive(sim, controller, plans, timing, end_time, progress, on_cycle) -> None:
+    api = sim.api
+    wall_start = time.perf_counter()
+    next_report = PROGRESS_CHUNK_S
+
+    def report(t: float) -> None:
+        nonlocal next_report
+        if progress and t >= next_report - 1e-9:
+            elapsed = time.perf_counter() - wall_start
+            eta = elapsed / t * (end_time - t) if t > 0 else 0.0
+            logger.info("  t=%5.0f/%.0f s  running=%d  elapsed %.1f s  eta %.1f s",
+                        t, end_time, api.simulation.getMinExpectedNumber(), elapsed, eta)
+            next_report = (t // PROGRESS_CHUNK_S + 1) * PROGRESS_CHUNK_S
+
+    if not controller.adaptive:
+        t = 0.0
+        while t < end_time - 1e-9:
+            t = min(t + PROGRESS_CHUNK_S, end_time)
+            sim.step(t)
+            report(t)
+        return
+    actuator = SignalActuator(plans, timing)
+    lanes = LaneInfo.from_plans(api, plans)
+    sampler = LaneSampler(api, lanes)
+    controller.reset()
+    durations = controller.initial_durations()
+    while sim.time < end_time - 1e-9:
+        actuator.apply(api, durations)
+        measurement = run_cycle(api, sampler, timing.cycle_length, DEFAULT_SAMPLE_INTERVAL_S, durations, end_time)
+        if on_cycle is not None:
+            on_cycle(measurement)
+        if sim.time >= end_time - 1e-9:
+            break
+        durations = controller.decide(measurement)
+        report(sim.time)

@@ -1,0 +1,87 @@
+"""`RLController`: a trained policy as the `rl` controller of the simulation CLI.
+
+It observes and acts exactly as `TrafficControlEnv` does (same `FeatureExtractor`, same
+softmax over each junction's own phases, same actuator), with the feature lists and cycle
+length read from the model file, so `--model-path` is the only flag it needs.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Dict, Mapping, Optional
+
+import numpy as np
+
+from src.control import register_controller
+from src.control.actuator import CycleTiming, proportions_to_durations
+from src.control.base import CycleMeasurement, SignalController
+from src.network.phases import PhasePlan
+from src.rl.traffic_analysis import FeatureExtractor
+from src.rl.utils import check_compatible, read_model_metadata
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_model_file(model: str) -> Path:
+    """A local .zip path as is; `runs:/` and `models:/` URIs through the tracking store."""
+    if str(model).startswith(("runs:/", "models:/")):
+        from src.tracking.registry import resolve_model_uri
+
+        return resolve_model_uri(str(model)).local_path
+    path = Path(model)
+    if not path.is_file() and path.with_suffix(".zip").is_file():
+        path = path.with_suffix(".zip")
+    if not path.is_file():
+        raise FileNotFoundError(f"--model-path: {model} does not exist")
+    return path
+
+
+class RLController(SignalController):
+    name = "rl"
+
+    def __init__(
+        self,
+        plans: Mapping[str, PhasePlan],
+        timing: CycleTiming,
+        model_path: str,
+        network_dir: Optional[Path] = None,
+        deterministic: bool = True,
+    ) -> None:
+        from stable_baselines3 import PPO
+
+        self.model_file = resolve_model_file(model_path)
+        metadata = read_model_metadata(self.model_file)
+        cycle = (metadata.get("cycle_lengths") or [timing.cycle_length])[0]
+        timing = CycleTiming(float(cycle), float(metadata.get("yellow_time", timing.yellow_time)),
+                             float(metadata.get("min_green", timing.min_green)))
+        super().__init__(plans, timing)
+        self.extractor = FeatureExtractor(plans, metadata.get("features"))
+        check_compatible(metadata, self.extractor.size, self.extractor.action_size, f"model {self.model_file}")
+        self.model = PPO.load(str(self.model_file), device="cpu")
+        if self.model.observation_space.shape != (self.extractor.size,):
+            raise ValueError(
+                f"model {self.model_file}: observation size {self.model.observation_space.shape} does not "
+                f"match this network's {self.extractor.size}"
+            )
+        self.deterministic = deterministic
+        logger.info("rl controller: %s (cycle %.0f s, obs %d, action %d)", self.model_file, timing.cycle_length,
+                    self.extractor.size, self.extractor.action_size)
+
+    def reset(self) -> None:
+        self.extractor.reset()
+
+    def _act(self, obs: np.ndarray) -> Dict[str, np.ndarray]:
+        action, _ = self.model.predict(obs, deterministic=self.deterministic)
+        proportions = self.extractor.action_to_proportions(action)
+        return {tls: proportions_to_durations(p, self.timing) for tls, p in proportions.items()}
+
+    def initial_durations(self) -> Dict[str, np.ndarray]:
+        """The first cycle, like the env's first step, acts on the empty observation."""
+        return self._act(self.extractor.empty_observation())
+
+    def decide(self, measurement: CycleMeasurement) -> Dict[str, np.ndarray]:
+        return self._act(np.clip(self.extractor.observe(measurement), 0.0, 1.0))
+
+
+register_controller("rl", RLController)

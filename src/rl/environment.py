@@ -1,0 +1,165 @@
+"""`TrafficControlEnv`: a gymnasium env over one SUMO simulation of one scenario.
+
+One step is one signal cycle. The action holds, for every signalised junction, one value
+per phase (width = the most phases any junction has); each junction's values over its own
+phases go through a softmax into shares of the cycle and then through the shared actuator
+into green durations. The observation is the named features of `traffic_analysis`.
+Spaces depend only on the network, so every scenario on one network shares them.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Sequence
+
+import gymnasium as gym
+import numpy as np
+
+from src.cli import parse_simulation_params
+from src.control import CycleTiming, LaneInfo, LaneSampler, SignalActuator, run_cycle
+from src.control.base import DEFAULT_SAMPLE_INTERVAL_S
+from src.metrics import compute_trip_metrics
+from src.network.artifacts import NetworkArtifacts
+from src.network.phases import read_phase_plans
+from src.rl.constants import CYCLE_STRATEGIES
+from src.rl.reward import compute_reward, resolve_reward_params
+from src.rl.traffic_analysis import ACTION_BOUND, FeatureExtractor
+from src.sumo_integration.simulation import SumoSimulation
+from src.traffic import generate_traffic
+
+logger = logging.getLogger(__name__)
+
+
+
+def network_dimensions(network_path: Path, features: Optional[Mapping[str, Sequence[str]]] = None) -> Dict[str, int]:
+    """Sizes every env of a network shares: signals, phases, edges, observation, action."""
+    extractor = FeatureExtractor(read_phase_plans(NetworkArtifacts.load(network_path).net_file), features)
+    return {
+        "signals": len(extractor.tls_ids),
+        "max_phases": extractor.max_phases,
+        "edges": len(extractor.edge_ids),
+        "observation": extractor.size,
+        "action": extractor.action_size,
+    }
+
+
+class TrafficControlEnv(gym.Env):
+    """One scenario (an env-params string for `src.cli`) on a network built once elsewhere."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(
+        self,
+        env_params: str,
+        network_path: Path,
+        cycle_lengths: Optional[Sequence[int]] = None,
+        cycle_strategy: str = "fixed",
+        features: Optional[Mapping[str, Sequence[str]]] = None,
+        reward_function: str = "empirical",
+        reward_params: Optional[Mapping[str, float]] = None,
+        network_dimensions: Optional[Mapping[str, int]] = None,
+        work_dir: Optional[Path] = None,
+        scenario_name: str = "scenario",
+        sample_interval: float = DEFAULT_SAMPLE_INTERVAL_S,
+    ) -> None:
+        super().__init__()
+        self.env_params = env_params
+        self.params = parse_simulation_params(env_params)
+        self.scenario_name = scenario_name
+        self.network = NetworkArtifacts.load(Path(network_path))
+        self.plans = read_phase_plans(self.network.net_file)
+        control = self.params.control
+        self.cycle_lengths = [int(c) for c in (cycle_lengths or [control.cycle_length])]
+        if cycle_strategy not in CYCLE_STRATEGIES:
+            raise ValueError(f"cycle_strategy {cycle_strategy!r}; allowed: {', '.join(CYCLE_STRATEGIES)}")
+        self.cycle_strategy = cycle_strategy
+        self.reward_function = reward_function
+        self.reward_params = resolve_reward_params(reward_function, reward_params)
+        self.extractor = FeatureExtractor(self.plans, features)
+        if network_dimensions is not None:
+            actual = {"observation": self.extractor.size, "action": self.extractor.action_size}
+            for key, value in actual.items():
+                if key in network_dimensions and int(network_dimensions[key]) != value:
+                    raise ValueError(f"env {scenario_name}: {key} size {value} differs from the network's {network_dimensions[key]}")
+        self.observation_space = gym.spaces.Box(0.0, 1.0, shape=(self.extractor.size,), dtype=np.float32)
+        self.action_space = gym.spaces.Box(-ACTION_BOUND, ACTION_BOUND, shape=(self.extractor.action_size,), dtype=np.float32)
+        self.work_dir = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix=f"env_{scenario_name}_"))
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.route_file = self.work_dir / "routes.rou.xml"
+        self.traffic_summary = generate_traffic(self.params.traffic, self.network, self.route_file)
+        self._planned = self.traffic_summary.departures
+        self.end_time = float(self.params.traffic.end_time)
+        self.sim: Optional[SumoSimulation] = None
+        self.episode = 0
+        self._durations: Dict[str, np.ndarray] = {}
+        self._np_random_cycle = np.random.default_rng(self.params.sumo_seed)
+        self.timing = self._timing_for(self.cycle_lengths[0])
+
+    def _timing_for(self, cycle_length: int) -> CycleTiming:
+        c = self.params.control
+        return CycleTiming(float(cycle_length), float(c.yellow_time), float(c.min_green))
+
+    def _pick_cycle_length(self) -> int:
+        if self.cycle_strategy == "random":
+            return int(self._np_random_cycle.choice(self.cycle_lengths))
+        if self.cycle_strategy == "sequential":
+            return self.cycle_lengths[self.episode % len(self.cycle_lengths)]
+        return self.cycle_lengths[0]
+
+    def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
+        super().reset(seed=seed)
+        self._close_sim()
+        if seed is not None:
+            self._np_random_cycle = np.random.default_rng(seed)
+        self.timing = self._timing_for(self._pick_cycle_length())
+        self.sim = SumoSimulation(
+            self.network.net_file,
+            [self.route_file],
+            self.work_dir,
+            self.end_time,
+            step_length=self.params.network.step_length,
+            seed=self.params.sumo_seed + self.episode,
+        ).start()
+        self.episode += 1
+        self.actuator = SignalActuator(self.plans, self.timing)
+        self.sampler = LaneSampler(self.sim.api, LaneInfo.from_plans(self.sim.api, self.plans))
+        self.extractor.reset()
+        self._durations = self.actuator.durations_from_proportions(
+            {tls: np.ones(p.num_phases) for tls, p in self.plans.items()}
+        )
+        self._episode_reward = 0.0
+        return self.extractor.empty_observation(), {"scenario": self.scenario_name, "cycle_length": self.timing.cycle_length}
+
+    def step(self, action):
+        if self.sim is None:
+            raise RuntimeError("call reset() before step()")
+        proportions = self.extractor.action_to_proportions(action)
+        self._durations = self.actuator.durations_from_proportions(proportions)
+        self.actuator.apply(self.sim.api, self._durations)
+        m = run_cycle(self.sim.api, self.sampler, self.timing.cycle_length, DEFAULT_SAMPLE_INTERVAL_S, self._durations, self.end_time)
+        obs = np.clip(self.extractor.observe(m), 0.0, 1.0)
+        reward = compute_reward(self.reward_function, self.reward_params, m, self.extractor.junction_view(m))
+        self._episode_reward += reward
+        terminated = m.time >= self.end_time - 1e-9
+        info: Dict[str, Any] = {"scenario": self.scenario_name, "sim_time": m.time, "arrived": m.arrived}
+        if terminated:
+            info["episode_metrics"] = self.finish_episode()
+            info["episode_reward"] = self._episode_reward
+        return obs, float(reward), terminated, False, info
+
+    def finish_episode(self) -> Dict[str, float]:
+        """Close SUMO and compute the trip metrics of the episode from its trip records."""
+        sim = self.sim
+        self._close_sim()
+        return compute_trip_metrics(sim.tripinfo_file, self._planned, self.end_time, sim.statistics_file)
+
+    def _close_sim(self) -> None:
+        if self.sim is not None:
+            self.sim.close()
+            self.sim = None
+
+    def close(self) -> None:
+        self._close_sim()
+        super().close()

@@ -1,0 +1,463 @@
+"""Multi-scenario PPO training: one policy, one SUMO environment per scenario.
+
+The network is built once from the network-only parameters and shared by path; each env
+generates its own scenario's routes on it. Schedules, checkpoints, evaluation and early
+stopping are SB3 callbacks driven by the global step counter, so a resumed run continues
+them where the previous batch stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
+
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList, EvalCallback
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.utils import ConstantSchedule
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
+
+from src.cli import parse_simulation_params
+from src.network import build_network
+from src.rl.environment import TrafficControlEnv, network_dimensions
+from src.rl.traffic_analysis import resolved_features
+from src.rl.utils import check_compatible, read_model_metadata, write_model_metadata
+
+logger = logging.getLogger(__name__)
+
+
+
+# --- environments -------------------------------------------------------------------------
+
+
+def build_shared_network(network_params: str, out_dir: Path) -> Path:
+    """Build the network of a batch once; every env gets this folder's path."""
+    params = parse_simulation_params(network_params)
+    c = params.control
+    build_network(params.network, Path(out_dir), yellow_time=c.yellow_time, min_green=c.min_green, cycle_length=c.cycle_length)
+    return Path(out_dir)
+
+
+def make_env_factory(
+    env_params: str,
+    network_path: Path,
+    work_dir: Path,
+    scenario_name: str,
+    env_kwargs: Optional[Mapping[str, Any]] = None,
+) -> Callable[[], Monitor]:
+    """A picklable constructor: SubprocVecEnv workers build their env (and SUMO) themselves."""
+    kwargs = dict(env_kwargs or {})
+
+    def _init() -> Monitor:
+        env = TrafficControlEnv(env_params, network_path, work_dir=work_dir, scenario_name=scenario_name, **kwargs)
+        return Monitor(env)
+
+    return _init
+
+
+def create_vectorized_env(
+    env_params_list: Union[str, Sequence[str]],
+    network_path: Path,
+    cycle_lengths: Optional[Sequence[int]] = None,
+    cycle_strategy: str = "fixed",
+    network_dimensions: Optional[Mapping[str, int]] = None,
+    work_root: Optional[Path] = None,
+    scenario_names: Optional[Sequence[str]] = None,
+    n_envs: int = 1,
+    in_process: bool = False,
+    **env_kwargs: Any,
+) -> VecEnv:
+    """One env per params string (a single string is replicated `n_envs` times).
+
+    One env runs in this process (`DummyVecEnv`); several run in their own processes
+    (`SubprocVecEnv`), each with its own libsumo; `in_process` keeps several envs in this
+    process (debugging; the first uses libsumo, the others TraCI).
+    """
+    if isinstance(env_params_list, str):
+        env_params_list = [env_params_list] * max(int(n_envs), 1)
+    env_params_list = list(env_params_list)
+    if not env_params_list:
+        raise ValueError("no env-params strings given")
+    names = list(scenario_names or [f"scenario{k}" for k in range(len(env_params_list))])
+    if len(names) != len(env_params_list):
+        raise ValueError(f"{len(names)} scenario names for {len(env_params_list)} env-params strings")
+    root = Path(work_root) if work_root else Path("outputs") / "envs"
+    kwargs = dict(env_kwargs, cycle_lengths=cycle_lengths, cycle_strategy=cycle_strategy, network_dimensions=network_dimensions)
+    factories = [
+        make_env_factory(p, Path(network_path), root / f"{k:02d}_{name}", name, kwargs)
+        for k, (p, name) in enumerate(zip(env_params_list, names))
+    ]
+    if len(factories) == 1 or in_process:
+        return DummyVecEnv(factories)
+    return SubprocVecEnv(factories, start_method="forkserver")
+
+
+# --- schedules ----------------------------------------------------------------------------
+
+
+def learning_rate_at(step: int, initial: float, schedule: str, final: float, decay_rate: float, total_steps: int) -> float:
+    """Learning rate after `step` environment steps (the global counter, resumes included)."""
+    if schedule == "constant":
+        return initial
+    if schedule == "linear":
+        fraction = min(step / max(total_steps, 1), 1.0)
+        return initial + (final - initial) * fraction
+    if schedule == "exponential":
+        return max(final, initial * decay_rate ** step)
+    raise ValueError(f"lr_schedule {schedule!r}; allowed: constant, linear, exponential")
+
+
+def entropy_at(step: int, initial: float, final: float, decay_steps: int) -> float:
+    """Entropy coefficient, linear from `initial` to `final` over `decay_steps`, then flat."""
+    fraction = min(step / max(decay_steps, 1), 1.0)
+    return initial + (final - initial) * fraction
+
+
+class ScheduleCallback(BaseCallback):
+    """Sets learning rate and entropy coefficient from the global step before every update."""
+
+    def __init__(self, lr_fn: Callable[[int], float], ent_fn: Optional[Callable[[int], float]]) -> None:
+        super().__init__()
+        self.lr_fn = lr_fn
+        self.ent_fn = ent_fn
+        self.history: List[tuple] = []
+
+    def _apply(self) -> None:
+        step = self.model.num_timesteps
+        lr = float(self.lr_fn(step))
+        self.model.learning_rate = lr
+        self.model.lr_schedule = ConstantSchedule(lr)
+        if self.ent_fn is not None:
+            self.model.ent_coef = float(self.ent_fn(step))
+        self.logger.record("train/ent_coef", float(self.model.ent_coef))
+        self.history.append((step, lr, float(self.model.ent_coef)))
+
+    def _on_training_start(self) -> None:
+        self._apply()
+
+    def _on_rollout_end(self) -> None:
+        self._apply()
+
+    def _on_step(self) -> bool:
+        return True
+
+
+# --- episode metrics, progress, checkpoints, early stopping -------------------------------
+
+
+class EpisodeMetricsCallback(BaseCallback):
+    """Collects each finished episode's trip metrics per scenario and logs them.
+
+    SB3 logger keys are `scenario/<name>/<metric>`; `sink(step, metrics)` (MLflow) gets the
+    same dict with the global step.
+    """
+
+    LOGGED = ("mean_travel_time", "mean_travel_time_all", "mean_waiting_time", "mean_time_loss",
+              "vehicles_arrived", "completion_rate", "throughput_per_hour", "teleports")
+
+    def __init__(self, sink: Optional[Callable[[int, Dict[str, float]], None]] = None) -> None:
+        super().__init__()
+        self.sink = sink
+        self.episodes: List[Dict[str, Any]] = []
+
+    def _on_step(self) -> bool:
+        for info in self.locals.get("infos", []):
+            metrics = info.get("episode_metrics")
+            if not metrics:
+                continue
+            scenario = info.get("scenario", "scenario")
+            record = {f"scenario/{scenario}/{k}": float(metrics[k]) for k in self.LOGGED if k in metrics}
+            if "episode_reward" in info:
+                record[f"scenario/{scenario}/episode_reward"] = float(info["episode_reward"])
+            for key, value in record.items():
+                self.logger.record(key, value)
+            self.episodes.append({"step": self.num_timesteps, "scenario": scenario, **metrics})
+            if self.sink is not None:
+                self.sink(self.num_timesteps, {k: v for k, v in record.items() if math.isfinite(v)})
+            logger.info("episode done: %s  mean_travel_time %.1f s  completion %.2f  (step %d)", scenario,
+                        metrics.get("mean_travel_time", float("nan")), metrics.get("completion_rate", float("nan")),
+                        self.num_timesteps)
+        return True
+
+
+class ProgressCallback(BaseCallback):
+    """Periodic progress lines with speed and ETA (SB3's bar needs `rich`, not a dependency)."""
+
+    def __init__(self, total_timesteps: int, every_s: float = 10.0) -> None:
+        super().__init__()
+        self.total = int(total_timesteps)
+        self.every_s = every_s
+
+    def _on_training_start(self) -> None:
+        self.start_wall = time.perf_counter()
+        self.start_step = self.model.num_timesteps
+        self.last = self.start_wall
+
+    def _on_step(self) -> bool:
+        now = time.perf_counter()
+        if now - self.last >= self.every_s:
+            self.last = now
+            done = self.model.num_timesteps - self.start_step
+            rate = done / max(now - self.start_wall, 1e-9)
+            eta = (self.total - done) / rate if rate > 0 else float("inf")
+            logger.info("  step %d/%d (%.0f%%)  %.2f steps/s  eta %.0f s", done, self.total,
+                        100.0 * done / max(self.total, 1), rate, eta)
+        return True
+
+
+class CheckpointWithMetadataCallback(BaseCallback):
+    """Saves `checkpoints/model_<step>_steps.zip` (with run metadata) every `save_freq` env steps."""
+
+    def __init__(self, save_freq: int, save_dir: Path, metadata_fn: Callable[[], Dict[str, Any]],
+                 on_save: Optional[Callable[[Path], None]] = None) -> None:
+        super().__init__()
+        self.save_freq = max(int(save_freq), 1)
+        self.save_dir = Path(save_dir)
+        self.metadata_fn = metadata_fn
+        self.on_save = on_save
+        self.saved: List[Path] = []
+        self._next = None
+
+    def _on_training_start(self) -> None:
+        self._next = (self.model.num_timesteps // self.save_freq + 1) * self.save_freq
+
+    def _on_step(self) -> bool:
+        if self.model.num_timesteps >= self._next:
+            self._next += self.save_freq
+            self.save_now()
+        return True
+
+    def save_now(self) -> Path:
+        self.save_dir.mkdir(parents=True, exist_ok=True)
+        path = self.save_dir / f"model_{self.model.num_timesteps}_steps.zip"
+        self.model.save(str(path))
+        write_model_metadata(path, self.metadata_fn())
+        self.saved.append(path)
+        if self.on_save is not None:
+            self.on_save(path)
+        return path
+
+
+class StopOnNoImprovement(BaseCallback):
+    """After each evaluation: stop when the mean reward has not improved by more than
+    `min_delta` for `patience` evaluations in a row."""
+
+    def __init__(self, patience: int, min_delta: float) -> None:
+        super().__init__()
+        self.patience = int(patience)
+        self.min_delta = float(min_delta)
+        self.best = -math.inf
+        self.bad_evals = 0
+        self.stopped = False
+
+    def _on_step(self) -> bool:
+        reward = float(self.parent.last_mean_reward)
+        if reward > self.best + self.min_delta:
+            self.best = reward
+            self.bad_evals = 0
+        else:
+            self.bad_evals += 1
+        if self.bad_evals >= self.patience:
+            logger.info("early stopping: no improvement over %.3f by more than %g for %d evaluations",
+                        self.best, self.min_delta, self.patience)
+            self.stopped = True
+            return False
+        return True
+
+
+# --- training -----------------------------------------------------------------------------
+
+
+@dataclass
+class TrainingResult:
+    model_path: Path
+    model_dir: Path
+    num_timesteps: int
+    start_timesteps: int
+    stopped_early: bool
+    episodes: List[Dict[str, Any]] = field(default_factory=list)
+    checkpoints: List[Path] = field(default_factory=list)
+    schedule_history: List[tuple] = field(default_factory=list)
+    metadata: Dict[str, Any] = field(default_factory=dict)
+    wall_time_s: float = 0.0
+
+
+def policy_kwargs_from(net_arch: Any, activation: str, log_std_init: float) -> Dict[str, Any]:
+    import torch.nn as nn
+
+    activations = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU}
+    if activation not in activations:
+        raise ValueError(f"activation {activation!r}; allowed: {', '.join(activations)}")
+    arch = dict(net_arch) if isinstance(net_arch, Mapping) else {"pi": list(net_arch), "vf": list(net_arch)}
+    return {"net_arch": arch, "activation_fn": activations[activation], "log_std_init": float(log_std_init)}
+
+
+def train_rl_policy(
+    config: Any,
+    model_dir: Path,
+    env_params_list: Optional[Sequence[str]] = None,
+    env_params_string: Optional[str] = None,
+    scenario_names: Optional[Sequence[str]] = None,
+    n_envs: Optional[int] = None,
+    resume_from: Optional[Path] = None,
+    metrics_sink: Optional[Callable[[int, Dict[str, float]], None]] = None,
+    on_checkpoint: Optional[Callable[[Path], None]] = None,
+    output_formats: Optional[Sequence[Any]] = None,
+    extra_callbacks: Sequence[BaseCallback] = (),
+    evaluate: bool = True,
+    stop_flag: Optional[Callable[[], bool]] = None,
+    in_process: bool = False,
+) -> TrainingResult:
+    """Train (or continue) one PPO policy on the scenarios of `config` (an `ExperimentConfig`).
+
+    `env_params_list` gives one env per scenario; `env_params_string` is the one-scenario
+    form, replicated `n_envs` times. By default the list is built from `config.scenarios`.
+    `stop_flag()` returning True ends training at the next step with a checkpoint (SIGTERM).
+    """
+    from src.rl.experiment_config import build_env_params_for_scenario, network_params_string
+
+    started = time.perf_counter()
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    if env_params_list is None and env_params_string is None:
+        env_params_list = [build_env_params_for_scenario(config, s) for s in config.scenarios]
+        scenario_names = scenario_names or [s["name"] for s in config.scenarios]
+    if env_params_string is not None:
+        count = int(n_envs or 1)
+        env_params_list = [env_params_string] * count
+        first_name = (scenario_names or [config.scenarios[0]["name"] if config.scenarios else "scenario"])[0]
+        scenario_names = [first_name if count == 1 else f"{first_name}_{k}" for k in range(count)]
+    env_params_list = list(env_params_list)
+    scenario_names = list(scenario_names or [f"scenario{k}" for k in range(len(env_params_list))])
+
+    network_dir = build_shared_network(network_params_string(config), model_dir / "network")
+    features = config.features or None
+    dims = network_dimensions(network_dir, features)
+    logger.info("network: %d signals, up to %d phases, %d edges -> observation size %d, action size %d",
+                dims["signals"], dims["max_phases"], dims["edges"], dims["observation"], dims["action"])
+    logger.info("scenarios (%d envs): %s", len(env_params_list), ", ".join(scenario_names))
+
+    env_kwargs = dict(features=features, reward_function=config.reward_function, reward_params=config.reward_params)
+    common = dict(cycle_lengths=config.cycle_lengths, cycle_strategy=config.cycle_strategy, network_dimensions=dims)
+    vec_env = create_vectorized_env(env_params_list, network_dir, work_root=model_dir / "envs",
+                                    scenario_names=scenario_names, in_process=in_process, **common, **env_kwargs)
+    eval_env = None
+    callbacks: List[BaseCallback] = []
+    try:
+        n = vec_env.num_envs
+        rollout = int(config.n_steps) * n
+        batch_size = min(int(config.batch_size), rollout)
+        if batch_size != int(config.batch_size):
+            logger.info("batch_size %d > n_steps x envs = %d: using %d", config.batch_size, rollout, batch_size)
+        metadata = {
+            "features": resolved_features(features),
+            "cycle_lengths": list(config.cycle_lengths),
+            "cycle_strategy": config.cycle_strategy,
+            "min_green": config.min_green,
+            "yellow_time": config.yellow_time,
+            "observation_size": dims["observation"],
+            "action_size": dims["action"],
+            "signals": dims["signals"],
+            "max_phases": dims["max_phases"],
+            "reward_function": config.reward_function,
+            "scenarios": scenario_names,
+        }
+        start_steps = 0
+        if resume_from is not None:
+            previous = read_model_metadata(Path(resume_from))
+            check_compatible(previous, dims["observation"], dims["action"], f"--resume-from {resume_from}")
+            model = PPO.load(str(resume_from), env=vec_env, device=config.device,
+                             custom_objects={"n_steps": int(config.n_steps), "batch_size": batch_size,
+                                             "n_epochs": int(config.n_epochs)})
+            start_steps = int(model.num_timesteps)
+            logger.info("resumed from %s at step %d", resume_from, start_steps)
+        else:
+            model = PPO(
+                "MlpPolicy",
+                vec_env,
+                learning_rate=float(config.learning_rate),
+                n_steps=int(config.n_steps),
+                batch_size=batch_size,
+                n_epochs=int(config.n_epochs),
+                gamma=float(config.gamma),
+                gae_lambda=float(config.gae_lambda),
+                clip_range=float(config.clip_range),
+                ent_coef=float(config.ent_coef),
+                vf_coef=float(config.vf_coef),
+                max_grad_norm=float(config.max_grad_norm),
+                policy_kwargs=policy_kwargs_from(config.net_arch, config.activation, config.log_std_init),
+                seed=int(config.seed),
+                device=config.device,
+                verbose=0,
+            )
+        if output_formats is not None:
+            from stable_baselines3.common.logger import Logger
+
+            model.set_logger(Logger(folder=str(model_dir), output_formats=list(output_formats)))
+
+        total = int(config.total_timesteps)
+        lr_fn = lambda step: learning_rate_at(step, float(config.learning_rate), config.lr_schedule,  # noqa: E731
+                                              float(config.lr_final), float(config.lr_decay_rate), start_steps + total)
+        ent_fn = None
+        if config.ent_schedule:
+            ent_fn = lambda step: entropy_at(step, float(config.ent_initial), float(config.ent_final),  # noqa: E731
+                                             int(config.ent_decay_steps))
+        schedule_cb = ScheduleCallback(lr_fn, ent_fn)
+        metrics_cb = EpisodeMetricsCallback(metrics_sink)
+        metadata_fn = lambda: {**metadata, "num_timesteps": int(model.num_timesteps)}  # noqa: E731
+        checkpoint_cb = CheckpointWithMetadataCallback(config.checkpoint_freq, model_dir / "checkpoints", metadata_fn, on_checkpoint)
+        callbacks = [schedule_cb, metrics_cb, ProgressCallback(total), checkpoint_cb]
+        stopper = None
+        if evaluate and config.eval_freq and config.eval_freq > 0:
+            eval_env = create_vectorized_env(env_params_list[:1], network_dir, work_root=model_dir / "eval_env",
+                                             scenario_names=[f"eval_{scenario_names[0]}"], **common, **env_kwargs)
+            stopper = StopOnNoImprovement(config.early_stopping_patience, config.early_stopping_min_delta) \
+                if config.early_stopping_patience and config.early_stopping_patience > 0 else None
+            callbacks.append(EvalCallback(
+                eval_env,
+                eval_freq=max(int(config.eval_freq) // n, 1),
+                n_eval_episodes=int(config.n_eval_episodes),
+                callback_after_eval=stopper,
+                best_model_save_path=str(model_dir / "best"),
+                log_path=str(model_dir / "eval"),
+                deterministic=True,
+                verbose=0,
+            ))
+        if stop_flag is not None:
+            callbacks.append(_StopFlagCallback(stop_flag))
+        callbacks.extend(extra_callbacks)
+        model.learn(total_timesteps=total, callback=CallbackList(callbacks), reset_num_timesteps=resume_from is None,
+                    log_interval=1)
+        final = model_dir / "final_model.zip"
+        model.save(str(final))
+        write_model_metadata(final, metadata_fn())
+        return TrainingResult(
+            model_path=final,
+            model_dir=model_dir,
+            num_timesteps=int(model.num_timesteps),
+            start_timesteps=start_steps,
+            stopped_early=bool(stopper and stopper.stopped),
+            episodes=metrics_cb.episodes,
+            checkpoints=checkpoint_cb.saved,
+            schedule_history=schedule_cb.history,
+            metadata=metadata_fn(),
+            wall_time_s=time.perf_counter() - started,
+        )
+    finally:
+        vec_env.close()
+        if eval_env is not None:
+            eval_env.close()
+
+
+class _StopFlagCallback(BaseCallback):
+    def __init__(self, flag: Callable[[], bool]) -> None:
+        super().__init__()
+        self.flag = flag
+
+    def _on_step(self) -> bool:
+        return not self.flag()
+

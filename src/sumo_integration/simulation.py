@@ -1,0 +1,151 @@
+"""Starting and stepping one SUMO simulation.
+
+libsumo runs SUMO inside this process and is as fast as the plain `sumo` binary, but
+allows one simulation per process. The first simulation of a process takes libsumo; any
+further simulation open at the same time (or a GUI run) goes through TraCI with its own
+label. Callers see one object with the same domain modules either way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import itertools
+import logging
+import os
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+from src.sumo_integration.tools import sumo_binary
+
+logger = logging.getLogger(__name__)
+
+_libsumo_in_use = False
+_label_counter = itertools.count()
+
+
+def _import_libsumo():
+    """Import libsumo, turning its pyarrow version banner into a debug log line."""
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        import libsumo  # noqa: WPS433
+    if buffer.getvalue().strip():
+        logger.debug("libsumo: %s", buffer.getvalue().strip())
+    return libsumo
+
+
+class SumoSimulation:
+    """One running SUMO simulation writing trip records to `output_dir`.
+
+    `api` is libsumo or a TraCI connection: both offer `.simulation`, `.trafficlight`,
+    `.lane`, `.edge`, `.vehicle` with the same calls.
+    """
+
+    def __init__(
+        self,
+        net_file: Path,
+        route_files: Sequence[Path],
+        output_dir: Path,
+        end_time: float,
+        step_length: float = 1.0,
+        seed: int = 0,
+        additional_files: Sequence[Path] = (),
+        gui: bool = False,
+        extra_args: Sequence[str] = (),
+        force_traci: bool = False,
+    ) -> None:
+        self.net_file = Path(net_file)
+        self.route_files = [Path(p) for p in route_files]
+        self.output_dir = Path(output_dir)
+        self.end_time = float(end_time)
+        self.step_length = float(step_length)
+        self.seed = int(seed)
+        self.additional_files = [Path(p) for p in additional_files]
+        self.gui = gui
+        self.extra_args = list(extra_args)
+        self.force_traci = force_traci
+        self.api = None
+        self._uses_libsumo = False
+        self._traci_label: Optional[str] = None
+
+    @property
+    def tripinfo_file(self) -> Path:
+        return self.output_dir / "tripinfo.xml"
+
+    @property
+    def statistics_file(self) -> Path:
+        return self.output_dir / "statistics.xml"
+
+    @property
+    def log_file(self) -> Path:
+        return self.output_dir / "sumo.log"
+
+    def command(self) -> List[str]:
+        """The SUMO command line; also what a user runs to replay this simulation alone."""
+        cmd = [
+            sumo_binary("sumo-gui" if self.gui else "sumo"),
+            "--net-file", str(self.net_file),
+            "--route-files", ",".join(str(p) for p in self.route_files),
+            "--begin", "0",
+            "--end", f"{self.end_time:g}",
+            "--step-length", f"{self.step_length:g}",
+            "--seed", str(self.seed),
+            "--tripinfo-output", str(self.tripinfo_file),
+            "--tripinfo-output.write-unfinished", "true",
+            "--statistic-output", str(self.statistics_file),
+            "--duration-log.statistics", "true",
+            "--log", str(self.log_file),
+            "--no-step-log", "true",
+            "--verbose", "false",
+        ]
+        if self.additional_files:
+            cmd += ["--additional-files", ",".join(str(p) for p in self.additional_files)]
+        return cmd + self.extra_args
+
+    def start(self) -> "SumoSimulation":
+        global _libsumo_in_use
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        cmd = self.command()
+        if not self.gui and not self.force_traci and not _libsumo_in_use:
+            libsumo = _import_libsumo()
+            libsumo.start(cmd)
+            _libsumo_in_use = True
+            self._uses_libsumo = True
+            self.api = libsumo
+        else:
+            import traci
+
+            self._traci_label = f"sim{next(_label_counter)}_{os.getpid()}"
+            traci.start(cmd, label=self._traci_label)
+            self.api = traci.getConnection(self._traci_label)
+        logger.debug("started SUMO (%s): %s", "libsumo" if self._uses_libsumo else "traci", " ".join(cmd))
+        return self
+
+    @property
+    def backend(self) -> str:
+        return "libsumo" if self._uses_libsumo else "traci"
+
+    @property
+    def time(self) -> float:
+        return float(self.api.simulation.getTime())
+
+    def step(self, until: float = 0.0) -> None:
+        """Advance one step, or up to time `until` in one call when given."""
+        self.api.simulationStep(until)
+
+    def close(self) -> None:
+        global _libsumo_in_use
+        if self.api is None:
+            return
+        try:
+            self.api.close()
+        finally:
+            if self._uses_libsumo:
+                _libsumo_in_use = False
+            self.api = None
+
+    def __enter__(self) -> "SumoSimulation":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,1 @@
+"""Everything MLflow: store selection, run lifecycle and logging, registry and URI resolution."""
