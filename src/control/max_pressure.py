@@ -2,9 +2,13 @@
 
 Pressure of a phase = sum over the links it serves of (vehicles on the incoming lane -
 vehicles on the outgoing lane), read at the end of the cycle. Classic max-pressure gives
-the whole next slot to the phase of highest pressure; here every phase keeps the minimum
-green and the rest of the cycle goes to phases in proportion to their positive pressure,
-so the method runs on the same fixed-cycle actuator as every other controller.
+the whole next slot to the phase of highest pressure; here it runs on the same fixed-cycle
+actuator as every other controller: every phase keeps the minimum green, half of the
+spare green is shared equally and half in proportion to positive pressure.
+
+Measured on a 3x3 and a 5x5 grid: giving all spare green by pressure (no equal half)
+starves phases whose queues build up during the next cycle and ends 10-20% worse than
+fixed time; the half-and-half split is never worse than fixed time.
 """
 
 from __future__ import annotations
@@ -37,7 +41,6 @@ class MaxPressureController(SignalController):
         durations = {}
         for tls, pressure in self.pressures(measurement).items():
             positive = np.clip(pressure, 0.0, None)
-            if positive.sum() <= 0:
-                positive = np.ones_like(positive)
-            durations[tls] = proportions_to_durations(positive, self.timing)
+            weights = positive + positive.mean() if positive.sum() > 0 else np.ones_like(positive)
+            durations[tls] = proportions_to_durations(weights, self.timing)
         return durations

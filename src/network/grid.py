@@ -206,24 +206,104 @@ def _lane_map(from_lanes: List[int], target_lanes: int, align_left: bool) -> Lis
     return [(fl, min(j, target_lanes - 1)) for j, fl in enumerate(from_lanes)]
 
 
-def connections(grid: PlainGrid) -> List[Tuple[str, str, int, int]]:
-    """Lane-to-lane connections (from, to, fromLane, toLane) at every non-fringe node.
+def _inner_neighbours(grid: PlainGrid) -> Dict[str, Set[str]]:
+    """Non-fringe neighbours of every non-fringe node (the street graph trips move on)."""
+    nb: Dict[str, Set[str]] = {n: set() for n in grid.nodes if n not in grid.fringe}
+    for a, b in grid.edges.values():
+        if a not in grid.fringe and b not in grid.fringe:
+            nb[a].add(b)
+            nb[b].add(a)
+    return nb
 
-    All movements including U-turns are allowed, which keeps every edge reachable from
-    every other once the junction graph is connected. With 2+ lanes, left turns use only
-    the left-most lane and straight/right the remaining lanes; U-turns leave from the
-    left-most lane.
-    """
+
+def _movements(grid: PlainGrid) -> Dict[str, Dict[str, List[str]]]:
+    """Edge -> movement class ('r', 's', 'l', 't') -> outgoing edges at its end node."""
     outgoing: Dict[str, List[str]] = {}
     for eid, (a, _b) in sorted(grid.edges.items()):
         outgoing.setdefault(a, []).append(eid)
-    result: List[Tuple[str, str, int, int]] = []
+    result: Dict[str, Dict[str, List[str]]] = {}
     for eid, (a, b) in sorted(grid.edges.items()):
         if b in grid.fringe:
             continue
         moves: Dict[str, List[str]] = {"r": [], "s": [], "l": [], "t": []}
         for out in outgoing.get(b, []):
             moves[_turn(grid.nodes[a], grid.nodes[b], grid.nodes[grid.edges[out][1]])].append(out)
+        result[eid] = moves
+    return result
+
+
+def _strongly_connected(nodes: Sequence[str], succ: Dict[str, Set[str]]) -> bool:
+    """True if every node of `nodes` reaches every other through `succ` (restricted to nodes)."""
+    if not nodes:
+        return True
+    allowed = set(nodes)
+    pred: Dict[str, Set[str]] = {n: set() for n in allowed}
+    for a in allowed:
+        for b in succ.get(a, ()):
+            if b in allowed:
+                pred[b].add(a)
+    for graph in (succ, pred):
+        start = min(allowed)
+        seen = {start}
+        queue = deque([start])
+        while queue:
+            n = queue.popleft()
+            for m in graph.get(n, ()):
+                if m in allowed and m not in seen:
+                    seen.add(m)
+                    queue.append(m)
+        if seen != allowed:
+            return False
+    return True
+
+
+def turnaround_nodes(grid: PlainGrid) -> Set[str]:
+    """Junctions where vehicles may turn back onto the street they came from.
+
+    A U-turn at a signal crosses every other movement of the junction and blocks the
+    left-turn lane while it waits, a classic source of deadlocks. So turning back is kept
+    only where nothing is signalled (bends, junctions that lost most neighbours) and
+    where the street graph needs it: at a junction with a single non-fringe neighbour,
+    and, should the streets still not all reach each other (e.g. a ring), at as few
+    signals as it takes, chosen in a fixed order. On a grid every street is otherwise
+    reached by going round a block.
+    """
+    nb = _inner_neighbours(grid)
+    allowed = {n for n in nb if grid.node_types.get(n) != "traffic_light" or len(nb[n]) <= 1}
+    moves = _movements(grid)
+    inner = sorted(e for e, (a, b) in grid.edges.items() if a not in grid.fringe and b not in grid.fringe)
+
+    def successors(turn_at: Set[str]) -> Dict[str, Set[str]]:
+        succ: Dict[str, Set[str]] = {}
+        for eid, m in moves.items():
+            node = grid.edges[eid][1]
+            outs = m["r"] + m["s"] + m["l"] + (m["t"] if node in turn_at else [])
+            succ[eid] = set(outs)
+        return succ
+
+    if _strongly_connected(inner, successors(allowed)):
+        return allowed
+    for node in sorted((n for n in nb if n not in allowed), key=lambda n: (len(nb[n]), n)):
+        allowed.add(node)
+        if _strongly_connected(inner, successors(allowed)):
+            break
+    return allowed
+
+
+def connections(grid: PlainGrid) -> List[Tuple[str, str, int, int]]:
+    """Lane-to-lane connections (from, to, fromLane, toLane) at every non-fringe node.
+
+    Right, straight and left movements are allowed everywhere; U-turns only at the nodes
+    of `turnaround_nodes` (not at signals, unless connectivity needs them), which keeps
+    every edge reachable from every other once the junction graph is connected. With 2+
+    lanes, left turns use only the left-most lane and straight/right the remaining lanes;
+    U-turns leave from the left-most lane.
+    """
+    turn_at = turnaround_nodes(grid)
+    result: List[Tuple[str, str, int, int]] = []
+    for eid, moves in _movements(grid).items():
+        if grid.edges[eid][1] not in turn_at:
+            moves = dict(moves, t=[])
         n = grid.lanes[eid]
         lanes = list(range(n))
         other_group = moves["s"] + moves["r"]

@@ -10,6 +10,7 @@ Spaces depend only on the network, so every scenario on one network shares them.
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence
@@ -117,7 +118,7 @@ class TrafficControlEnv(gym.Env):
         self.sim = SumoSimulation(
             self.network.net_file,
             [self.route_file],
-            self.work_dir,
+            self.work_dir / "episode",
             self.end_time,
             step_length=self.params.network.step_length,
             seed=self.params.sumo_seed + self.episode,
@@ -149,11 +150,20 @@ class TrafficControlEnv(gym.Env):
             info["episode_reward"] = self._episode_reward
         return obs, float(reward), terminated, False, info
 
+    @property
+    def last_episode_dir(self) -> Path:
+        """SUMO outputs of the last finished episode (the running one writes to `episode/`)."""
+        return self.work_dir / "last_episode"
+
     def finish_episode(self) -> Dict[str, float]:
-        """Close SUMO and compute the trip metrics of the episode from its trip records."""
+        """Close SUMO, keep its outputs as `last_episode/`, compute the episode's trip metrics."""
         sim = self.sim
         self._close_sim()
-        return compute_trip_metrics(sim.tripinfo_file, self._planned, self.end_time, sim.statistics_file)
+        if self.last_episode_dir.exists():
+            shutil.rmtree(self.last_episode_dir)
+        sim.output_dir.rename(self.last_episode_dir)
+        return compute_trip_metrics(self.last_episode_dir / sim.tripinfo_file.name, self._planned, self.end_time,
+                                    self.last_episode_dir / sim.statistics_file.name)
 
     def _close_sim(self) -> None:
         if self.sim is not None:

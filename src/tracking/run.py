@@ -12,6 +12,7 @@ import math
 import os
 import subprocess
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -161,13 +162,21 @@ class TrainingRun:
         self.client.log_artifact(self.run_id, str(model_zip), "model")
         from src.tracking.pyfunc import TrafficPolicyModel
 
-        info = mlflow.pyfunc.log_model(
-            name="policy",
-            python_model=TrafficPolicyModel(),
-            artifacts={"policy": str(model_zip)},
-            registered_model_name=registered_model_name,
-            pip_requirements=["stable-baselines3", "torch", "numpy"],
-        )
+        with warnings.catch_warnings():  # MLflow's advice on type hints / pickling does not apply here
+            warnings.simplefilter("ignore", UserWarning)
+            pyfunc_logger = logging.getLogger("mlflow.pyfunc")
+            level = pyfunc_logger.level
+            pyfunc_logger.setLevel(logging.ERROR)
+            try:
+                info = mlflow.pyfunc.log_model(
+                    name="policy",
+                    python_model=TrafficPolicyModel(),
+                    artifacts={"policy": str(model_zip)},
+                    registered_model_name=registered_model_name,
+                    pip_requirements=["stable-baselines3", "torch", "numpy"],
+                )
+            finally:
+                pyfunc_logger.setLevel(level)
         version = getattr(info, "registered_model_version", None)
         return (str(version) if version is not None else None), info.model_uri
 

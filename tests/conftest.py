@@ -1,0 +1,52 @@
+"""Shared fixtures: a tiny real network, scenario strings, and a throwaway MLflow store."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+#: A 3x3 grid small enough that a 600 s episode takes well under a second.
+TINY_NETWORK = "--network-seed 7 --grid_dimension 3 --block_size_m 150 --lane_count 2 --traffic_light_strategy opposites"
+TINY_CONTROL = "--cycle-length 60 --min-green 5 --yellow-time 3"
+
+
+def tiny_scenario(num_vehicles: int = 200, seed: int = 11, routing: str = "shortest 100", end_time: int = 600,
+                  extra: str = "") -> str:
+    """An env-params string for the tiny network."""
+    return (f"{TINY_NETWORK} {TINY_CONTROL} --num_vehicles {num_vehicles} --private-traffic-seed {seed} "
+            f"--public-traffic-seed {seed + 1} --routing_strategy '{routing}' --end-time {end_time} {extra}").strip()
+
+
+@pytest.fixture(scope="session")
+def tiny_network(tmp_path_factory) -> Path:
+    """The tiny network, built once per test session."""
+    from src.rl.training import build_shared_network
+
+    return build_shared_network(f"{TINY_NETWORK} {TINY_CONTROL}", tmp_path_factory.mktemp("tiny") / "network")
+
+
+@pytest.fixture()
+def mlflow_store(tmp_path, monkeypatch) -> str:
+    """A fresh SQLite MLflow store, selected through MLFLOW_TRACKING_URI as a user would."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    from src.tracking.store import ensure_store
+
+    ensure_store(uri)
+    return uri
+
+
+def python() -> str:
+    return sys.executable
+
+
+def subprocess_env(**extra: str) -> dict:
+    env = dict(os.environ)
+    env.update(extra)
+    return env
