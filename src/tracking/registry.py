@@ -58,7 +58,8 @@ def resolve_model_uri(uri: str, tracking_uri: Optional[str] = None) -> ResolvedM
 
     from src.tracking.store import resolve_tracking_uri
 
-    client = MlflowClient(tracking_uri=resolve_tracking_uri(tracking_uri))
+    store = resolve_tracking_uri(tracking_uri)
+    client = MlflowClient(tracking_uri=store, registry_uri=store)
     try:
         if text.startswith("runs:/"):
             m = re.fullmatch(r"runs:/([^/]+)/?(.*)", text)
@@ -86,8 +87,8 @@ def resolve_model_uri(uri: str, tracking_uri: Optional[str] = None) -> ResolvedM
             if not version.isdigit():
                 raise ModelResolutionError(f"{text}: version must be a number, 'latest' or use @alias")
             mv = client.get_model_version(name, version)
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{mv.version}",
-                                                         tracking_uri=client.tracking_uri))
+        source = client.get_model_version_download_uri(name, mv.version)
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, tracking_uri=store))
         return ResolvedModel(uri=text, local_path=_find_policy(local, text), run_id=mv.run_id,
                              registered_name=name, version=str(mv.version))
     except MlflowException as err:

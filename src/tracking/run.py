@@ -110,7 +110,8 @@ class TrainingRun:
     def __init__(self, experiment_name: str, run_name: str, tracking_uri: Optional[str] = None) -> None:
         self.tracking_uri = ensure_store(tracking_uri)
         mlflow.set_tracking_uri(self.tracking_uri)
-        self.client = MlflowClient(tracking_uri=self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
+        self.client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
         if os.environ.get("MLFLOW_RUN_ID"):  # started by `mlflow run`: its run and experiment
             self.run = mlflow.start_run()
         else:

@@ -1,0 +1,181 @@
+"""The training platform as users run it: scripts, MLflow store, registry resume, MLproject, SLURM."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from conftest import REPO_ROOT, python, subprocess_env
+
+CONFIGS = "rl/configs"
+QUICK = [
+    "--network", f"{CONFIGS}/network/grid3_small.yaml",
+    "--algorithm", f"{CONFIGS}/algorithm/ppo_small.yaml",
+    "--reward", f"{CONFIGS}/reward/empirical.yaml",
+    "--execution", f"{CONFIGS}/execution/quick_test.yaml",
+    "--end-time", "360", "--n-steps", "16", "--batch-size", "16", "--checkpoint-freq", "32",
+]
+
+
+def write_scenarios(path: Path, scenarios) -> Path:
+    path.write_text(yaml.safe_dump({"scenarios": scenarios}, sort_keys=False))
+    return path
+
+
+def scenario(name, vehicles, seed, routing):
+    return {"name": name, "num_vehicles": vehicles, "private_traffic_seed": seed, "public_traffic_seed": seed + 1,
+            "routing_strategy": routing}
+
+
+def train(script: str, args, store: str, models: Path) -> subprocess.CompletedProcess:
+    proc = subprocess.run([python(), script, *QUICK, *args, "--models-dir", str(models)], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=600, env=subprocess_env(MLFLOW_TRACKING_URI=store))
+    return proc
+
+
+def run_of(store: str, run_id: str):
+    return MlflowClient(tracking_uri=store).get_run(run_id)
+
+
+def artifact_paths(store: str, run_id: str, path: str = "") -> set:
+    client = MlflowClient(tracking_uri=store)
+    found = set()
+    for item in client.list_artifacts(run_id, path or None):
+        found.add(item.path)
+        if item.is_dir:
+            found |= artifact_paths(store, run_id, item.path)
+    return found
+
+
+def run_id_from(output: str) -> str:
+    return re.search(r"MLflow run ([0-9a-f]{32})", output).group(1)
+
+
+@pytest.fixture(scope="module")
+def batch_one(tmp_path_factory):
+    """The server script, two scenarios in two processes, tracked in a fresh store."""
+    root = tmp_path_factory.mktemp("platform")
+    store = f"sqlite:///{root / 'mlflow.db'}"
+    scenarios = write_scenarios(root / "batch1.yaml", [scenario("b1_shortest", 150, 31, "shortest 100"),
+                                                      scenario("b1_realtime", 260, 32, "realtime 100")])
+    proc = train("rl/server/train.py", ["--scenarios", str(scenarios), "--timesteps", "64", "--parallel-envs", "2",
+                                        "--model-name", "tiny_policy"], store, root / "models")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return root, store, run_id_from(proc.stdout), proc
+
+
+def test_server_run_is_tracked_with_config_metrics_and_model(batch_one):
+    root, store, run_id, proc = batch_one
+    run = run_of(store, run_id)
+    assert run.info.status == "FINISHED"
+    params, tags = run.data.params, run.data.tags
+    assert params["n_steps"] == "16" and params["end_time"] == "360"
+    assert tags["scenarios"] == "b1_shortest,b1_realtime" and tags["batch"] == "batch1"
+    assert re.fullmatch(r"[0-9a-f]{40}|unknown", tags["git_commit"])
+    metrics = run.data.metrics
+    assert "train/learning_rate" in metrics and "rollout/ep_rew_mean" in metrics
+    assert metrics["scenario/b1_shortest/vehicles_arrived"] != metrics["scenario/b1_realtime/vehicles_arrived"]
+    history = MlflowClient(tracking_uri=store).get_metric_history(run_id, "scenario/b1_realtime/mean_travel_time")
+    assert len(history) >= 2  # one value per finished episode, over steps
+    artifacts = artifact_paths(store, run_id)
+    for expected in ("config/resolved_config.yaml", "config/scenarios.yaml", "model/final_model.zip",
+                     "checkpoints/model_32_steps.zip", "network/network.net.xml"):
+        assert expected in artifacts, sorted(artifacts)
+    assert {p for p in artifacts if p.startswith("config/source/")} >= {
+        "config/source/network/grid3_small.yaml", "config/source/scenarios/batch1.yaml"}
+    version = MlflowClient(tracking_uri=store).get_model_version("tiny_policy", "1")
+    assert version.run_id == run_id
+
+
+def test_server_envs_ran_their_own_scenarios(batch_one):
+    root, store, run_id, proc = batch_one
+    folder = Path(run_of(store, run_id).data.tags["model_dir"])
+    assert (folder / "final_model.zip").is_file() and (folder / "resolved_config.yaml").is_file()
+    assert (folder / "network" / "network.net.xml").is_file() and any((folder / "checkpoints").iterdir())
+    shortest = (folder / "envs" / "00_b1_shortest" / "routes.rou.xml").read_text()
+    realtime = (folder / "envs" / "01_b1_realtime" / "routes.rou.xml").read_text()
+    assert shortest.count("<vehicle ") == 150 and realtime.count("<vehicle ") == 260
+    assert "device.rerouting.period" not in shortest and "device.rerouting.period" in realtime
+
+
+def test_resume_from_registered_model_continues_and_links_runs(batch_one, tmp_path):
+    root, store, first_run, _ = batch_one
+    scenarios = write_scenarios(tmp_path / "batch2.yaml", [scenario("b2_mixed", 200, 41, "shortest 50 realtime 50")])
+    proc = train("rl/server/train.py", ["--scenarios", str(scenarios), "--timesteps", "32", "--model-name", "tiny_policy",
+                                        "--resume-from", "models:/tiny_policy/1"], store, root / "models")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    second = run_of(store, run_id_from(proc.stdout))
+    assert second.data.tags["resumed_from"] == "models:/tiny_policy/1"
+    assert second.data.tags["resumed_from_run_id"] == first_run
+    assert "steps 64 -> 96" in proc.stdout
+    assert MlflowClient(tracking_uri=store).get_model_version("tiny_policy", "2").run_id == second.info.run_id
+
+
+def test_resume_from_alias_and_runs_uri(batch_one, tmp_path):
+    root, store, first_run, _ = batch_one
+    from src.tracking.registry import resolve_model_uri
+
+    MlflowClient(tracking_uri=store).set_registered_model_alias("tiny_policy", "champion", "1")
+    by_alias = resolve_model_uri("models:/tiny_policy@champion", store)
+    by_run = resolve_model_uri(f"runs:/{first_run}/model/final_model.zip", store)
+    assert by_alias.run_id == by_run.run_id == first_run
+    assert by_alias.local_path.read_bytes() == by_run.local_path.read_bytes()
+
+
+def test_user_errors_are_one_line(batch_one, tmp_path):
+    root, store, _, _ = batch_one
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("scenarios:\n  - name: x\n    num_vehicles: 10\n    grid_dimension: 4\n")
+    for args, needle in (
+        (["--scenarios", str(bad)], "grid_dimension"),
+        (["--scenarios", f"{CONFIGS}/scenarios/small_mixed.yaml", "--resume-from", "models:/no_such_model/3"], "no_such_model"),
+        (["--scenarios", f"{CONFIGS}/scenarios/small_mixed.yaml", "--resume-from", str(tmp_path / "missing.zip")], "missing.zip"),
+    ):
+        proc = train("rl/local/train.py", [*args, "--timesteps", "16"], store, tmp_path / "models")
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert "Traceback" not in proc.stderr
+        error_lines = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
+        assert len(error_lines) == 1 and needle in error_lines[0], proc.stderr[-2000:]
+
+
+def test_local_script_trains_first_scenario_in_one_env(tmp_path, mlflow_store):
+    proc = train("rl/local/train.py", ["--scenarios", f"{CONFIGS}/scenarios/small_mixed.yaml", "--timesteps", "16"],
+                 mlflow_store, tmp_path / "models")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = run_of(mlflow_store, run_id_from(proc.stdout))
+    assert run.data.tags["scenarios"] == "small_shortest" and run.data.tags["mode"] == "local"
+    assert "mlflow ui --backend-store-uri" in proc.stdout
+
+
+def test_mlflow_run_local_entry_point(tmp_path, mlflow_store):
+    mlflow_bin = Path(python()).with_name("mlflow")
+    proc = subprocess.run(
+        [str(mlflow_bin), "run", ".", "-e", "local", "--env-manager", "local", "--experiment-name", "mlproject_test",
+         "-P", "execution=rl/configs/execution/quick_test.yaml", "-P", "timesteps=16", "-P", "end_time=360",
+         "-P", "model_name=mlproject_policy"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+        env=subprocess_env(MLFLOW_TRACKING_URI=mlflow_store,  # as with the venv activated
+                           PATH=f"{mlflow_bin.parent}{os.pathsep}{os.environ.get('PATH', '')}"))
+    assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-3000:])
+    client = MlflowClient(tracking_uri=mlflow_store)
+    experiment = client.get_experiment_by_name("mlproject_test")
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    assert runs[0].data.params["timesteps"] == "16"  # the project param, logged by mlflow run
+    assert "model/final_model.zip" in artifact_paths(mlflow_store, runs[0].info.run_id)
+    assert client.get_model_version("mlproject_policy", "1").run_id == runs[0].info.run_id
+
+
+def test_slurm_script_is_valid_bash():
+    for script in ("rl/server/train_rl.slurm", "rl/server/submit_chain.sh"):
+        assert subprocess.run(["bash", "-n", script], cwd=REPO_ROOT).returncode == 0
+    text = (REPO_ROOT / "rl/server/train_rl.slurm").read_text()
+    for variable in ("RESUME_FROM", "TIMESTEPS", "JOB_NAME", "SCENARIOS", "--dependency=afterok"):
+        assert variable in text
