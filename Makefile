@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo simulate bench clean
+.PHONY: setup test demo simulate heavy-table ui bench clean
 
 setup: $(STAMP)
 
@@ -17,15 +17,21 @@ $(STAMP): pyproject.toml
 test: setup
 	$(PY) -m pytest -q
 
-# The main job on the local default: one small simulation with every built-in controller.
+# The main job on the local default: train one policy on the laptop scenarios (one SUMO
+# process per scenario) into the SQLite MLflow store of this folder, then `make ui`.
+demo: setup
+	$(PY) rl/local/train.py --all-scenarios
+
+# One plain simulation of a small scenario with a classic controller.
 simulate: setup
 	$(PY) -m src.cli --grid_dimension 4 --block_size_m 200 --num_vehicles 800 --end-time 1800 \
 		--routing_strategy "shortest 70 realtime 30" --traffic_control max_pressure --output-dir outputs/demo_simulation
 
-demo: simulate
+ui: setup
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db
 
 bench: setup
-	$(PY) bench/bench_simulation.py
+	$(PY) bench/run_all.py --quick
 
 clean:
 	rm -rf outputs .pytest_cache

@@ -179,3 +179,40 @@ def test_slurm_script_is_valid_bash():
     text = (REPO_ROOT / "rl/server/train_rl.slurm").read_text()
     for variable in ("RESUME_FROM", "TIMESTEPS", "JOB_NAME", "SCENARIOS", "--dependency=afterok"):
         assert variable in text
+
+
+def test_legacy_experiment_file_trains(tmp_path, mlflow_store):
+    proc = subprocess.run(
+        [python(), "scripts/train_rl_production.py", "--experiment", "experiments/throughput_focused.yaml",
+         "--timesteps", "16", "--n-steps", "16", "--batch-size", "16", "--end-time", "360", "--eval-freq", "0",
+         "--models-dir", str(tmp_path / "models")],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, env=subprocess_env(MLFLOW_TRACKING_URI=mlflow_store))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = run_of(mlflow_store, run_id_from(proc.stdout))
+    assert run.data.params["reward_function"] == "throughput"  # from the child file
+    assert run.data.params["grid_dimension"] == "4"  # inherited from baseline.yaml
+
+
+def test_sigterm_saves_checkpoint_and_closes_run(tmp_path, mlflow_store):
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [python(), "rl/server/train.py", *QUICK, "--scenarios", f"{CONFIGS}/scenarios/small_mixed.yaml",
+         "--timesteps", "100000", "--parallel-envs", "1", "--checkpoint-freq", "100000", "--models-dir", str(tmp_path / "m")],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=subprocess_env(MLFLOW_TRACKING_URI=mlflow_store))
+    lines = []
+    deadline = time.time() + 300
+    for line in proc.stdout:  # wait until training really runs
+        lines.append(line)
+        if "episode done" in line or time.time() > deadline:
+            break
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=300)
+    output = "".join(lines) + out
+    assert proc.returncode == 0, output[-3000:]
+    run = run_of(mlflow_store, run_id_from(output))
+    assert run.info.status == "KILLED" and run.data.tags["interrupted"] == "True"
+    checkpoints = [p for p in artifact_paths(mlflow_store, run.info.run_id) if p.startswith("checkpoints/")]
+    assert len(checkpoints) == 1 and "model/final_model.zip" in artifact_paths(mlflow_store, run.info.run_id)

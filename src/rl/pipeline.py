@@ -129,18 +129,35 @@ def _resolve_paths(args: argparse.Namespace) -> Dict[str, Path]:
     return paths
 
 
-def run_training(args: argparse.Namespace, mode: str) -> TrainingOutcome:
-    """Run one training invocation. `mode` is "local" (one env by default) or "server"."""
-    from src.rl.experiment_config import ConfigError, load_modular_config, save_experiment
-    from src.rl.training import train_rl_policy
-    from src.rl.utils import IncompatibleModelError
-    from src.tracking.registry import ModelResolutionError, resolve_model_uri
+def load_config(args: argparse.Namespace):
+    """The five config files of `args` merged with its overrides; UserError on any config mistake."""
+    from src.rl.experiment_config import ConfigError, load_modular_config
 
     paths = _resolve_paths(args)
     try:
         config = load_modular_config(*(paths[r] for r in CONFIG_ROLES), overrides=overrides_from(args))
     except (ConfigError, FileNotFoundError) as err:
         raise UserError(str(err)) from None
+    return config, {role: str(path) for role, path in paths.items()}
+
+
+def run_training(args: argparse.Namespace, mode: str, config=None, source_files: Optional[Dict[str, str]] = None) -> TrainingOutcome:
+    """Run one training invocation. `mode` is "local" (one env by default) or "server".
+
+    `config` (with its `source_files`) replaces the five files of `args` (the legacy
+    monolithic experiment files use this).
+    """
+    from src.rl.experiment_config import save_experiment
+    from src.rl.training import train_rl_policy
+    from src.rl.utils import IncompatibleModelError
+    from src.tracking.registry import ModelResolutionError, resolve_model_uri
+
+    if config is None:
+        config, source_files = load_config(args)
+    source_files = dict(source_files or {})
+    first_source = Path(next(iter(source_files.values()), "experiment"))
+    network_name = Path(source_files.get("network", first_source)).stem
+    batch_default = Path(source_files.get("scenarios", first_source)).stem
 
     scenarios = list(config.scenarios)
     if mode == "local" and not getattr(args, "all_scenarios", False):
@@ -148,7 +165,7 @@ def run_training(args: argparse.Namespace, mode: str) -> TrainingOutcome:
     names = [s["name"] for s in scenarios]
     single_env = bool(getattr(args, "single_env", False) or (mode == "local" and config.single_env))
 
-    model_name = args.model_name or config.model_name or paths["network"].stem
+    model_name = args.model_name or config.model_name or network_name
     stamp = datetime.now().strftime("%Y%m%d_%H%M%S")
     models_dir = Path(args.models_dir or config.models_dir)
     if not models_dir.is_absolute():
@@ -173,12 +190,12 @@ def run_training(args: argparse.Namespace, mode: str) -> TrainingOutcome:
     if not args.no_mlflow:
         from src.tracking.run import TrainingRun, flatten, git_commit
 
-        run = TrainingRun(args.experiment_name or config.experiment_name or paths["network"].stem,
+        run = TrainingRun(args.experiment_name or config.experiment_name or network_name,
                           run_name=f"{model_name}_{stamp}", tracking_uri=args.tracking_uri)
         run.log_params(flatten({k: v for k, v in config.to_dict().items() if k not in ("scenarios", "source_files")}))
         run.log_params({"scenario_names": ",".join(names), "num_scenarios": len(names), "mode": mode})
         run.set_tags({
-            "batch": args.batch_name or paths["scenarios"].stem,
+            "batch": args.batch_name or batch_default,
             "scenarios": ",".join(names),
             "git_commit": git_commit(),
             "mode": mode,
@@ -187,7 +204,7 @@ def run_training(args: argparse.Namespace, mode: str) -> TrainingOutcome:
             "resumed_from_run_id": resumed.run_id if resumed else None,
             "resumed_from_model_version": f"{resumed.registered_name}/{resumed.version}" if resumed and resumed.version else None,
         })
-        run.log_config(config.to_dict(), scenarios, {r: str(paths[r]) for r in CONFIG_ROLES}, model_dir)
+        run.log_config(config.to_dict(), scenarios, source_files, model_dir)
 
     groups = [scenarios]
     if mode == "server" and not single_env and len(scenarios) > int(config.parallel_envs):

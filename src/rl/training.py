@@ -432,6 +432,8 @@ def train_rl_policy(
         callbacks.extend(extra_callbacks)
         model.learn(total_timesteps=total, callback=CallbackList(callbacks), reset_num_timesteps=resume_from is None,
                     log_interval=1)
+        if stop_flag is not None and stop_flag():
+            checkpoint_cb.save_now()  # interrupted (SIGTERM): keep the state at the stop as a checkpoint
         final = model_dir / "final_model.zip"
         model.save(str(final))
         write_model_metadata(final, metadata_fn())

@@ -54,6 +54,12 @@ _PRIVATE_STREAM, _PUBLIC_STREAM = 0, 1
 _ATTRACTIVENESS_FLOOR = 0.1
 # Insertion attributes: best lane for the route, fastest safe speed (no artificial queue).
 _INSERTION = 'departLane="best" departSpeed="max"'
+# Trips that start or end inside the network do so at a place along the street (a
+# parking spot, a driveway), drawn uniformly over the middle of the edge: not all at the
+# start of the edge, where inserting cars would block the traffic leaving the junction,
+# and not all at its end, where arriving cars would queue for a green they never use.
+# Trips from or to the fringe enter at the start / leave at the end of their edge.
+_TRIP_END_MARGIN = 0.1  # share of the edge length kept free at either junction
 # Which edge sets a route kind draws origins and destinations from.
 _KIND_SETS: Dict[str, Tuple[str, str]] = {
     "in": ("boundary_in", "inner"),
@@ -179,9 +185,16 @@ class _Planner:
         self.by_length = Router(graph, graph.lengths, origins)
         self._by_attractiveness: Dict[int, Router] = {}
         self._valid: Dict[str, np.ndarray] = {}
+        # the other direction of each edge's street (-1: one-way), for the direction choice
+        by_ends = {(a, b): i for i, (a, b) in enumerate(zip(graph.from_node, graph.to_node))}
+        self.reverse = np.array([by_ends.get((b, a), -1) for a, b in zip(graph.from_node, graph.to_node)],
+                                dtype=np.int64)
+        self._origin_row = np.full(len(graph), -1, dtype=np.int64)
+        for o, r in self.by_length.row_of.items():
+            self._origin_row[o] = r
 
     def valid_pairs(self, kind: str) -> np.ndarray:
-        """Boolean (origins x destinations) of a kind: distinct, routable, not a U-turn exit."""
+        """Boolean (origins x destinations) of a kind: routable, on different streets."""
         if kind not in self._valid:
             o_role, d_role = _KIND_SETS[kind]
             O, D = self.sets[o_role], self.sets[d_role]
@@ -189,15 +202,47 @@ class _Planner:
             if len(O) and len(D):
                 rows = np.array([self.by_length.row_of[int(o)] for o in O], dtype=np.int64)
                 valid = np.isfinite(self.by_length.dist[np.ix_(rows, D)])
+            # the same edge, or the other side of the same street, is no trip worth driving
+            # (and for "pass" leaving by the street it came in on is no pass-through trip)
             valid &= O[:, None] != D[None, :]
-            if kind == "pass":  # leaving by the street it came in on is no pass-through trip
-                g = self.graph
-                for a, o in enumerate(O):
-                    for b, d in enumerate(D):
-                        if g.from_node[d] == g.to_node[o] and g.to_node[d] == g.from_node[o]:
-                            valid[a, b] = False
+            valid &= self.reverse[O][:, None] != D[None, :]
             self._valid[kind] = valid
         return self._valid[kind]
+
+    def _route_length(self, origins: np.ndarray, dests: np.ndarray) -> np.ndarray:
+        """Length-router cost origin -> destination (inf where none), first edge included."""
+        rows = self._origin_row[origins]
+        cost = np.full(len(origins), np.inf)
+        ok = (rows >= 0) & (origins != dests)
+        cost[ok] = self.by_length.dist[rows[ok], dests[ok]] + self.graph.lengths[origins[ok]]
+        return cost
+
+    def choose_directions(self, kind: str, origins: np.ndarray, dests: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """Each trip leaves and reaches its streets in the direction of the shortest route.
+
+        A trip starts at a place on a street (both directions of a street share its land
+        use) and its driver sets off whichever way is shorter; likewise the destination may
+        be reached from either side. Choosing the drawn direction blindly sends a share of
+        the drivers round a block, or through a U-turn, to get going the right way. Only
+        directions inside the kind's edge sets are considered; on ties the drawn edges stay.
+        """
+        o_role, d_role = _KIND_SETS[kind]
+        in_o = np.zeros(len(self.graph), dtype=bool)
+        in_o[self.sets[o_role]] = True
+        in_d = np.zeros(len(self.graph), dtype=bool)
+        in_d[self.sets[d_role]] = True
+        best_o, best_d = origins.copy(), dests.copy()
+        best = self._route_length(origins, dests)
+        rev_o, rev_d = self.reverse[origins], self.reverse[dests]
+        for cand_o, cand_d in ((origins, rev_d), (rev_o, dests), (rev_o, rev_d)):
+            ok = (cand_o >= 0) & (cand_d >= 0)
+            ok[ok] &= in_o[cand_o[ok]] & in_d[cand_d[ok]]
+            ok[ok] &= (self.reverse[cand_o[ok]] != cand_d[ok])
+            cost = np.full(len(origins), np.inf)
+            cost[ok] = self._route_length(cand_o[ok], cand_d[ok])
+            better = cost < best - 1e-6
+            best_o[better], best_d[better], best[better] = cand_o[better], cand_d[better], cost[better]
+        return best_o, best_d
 
     def draw_od(self, kind: str, period: int, m: int, rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
         """`m` (origin, destination) edge indices of one kind departing in one period."""
@@ -218,7 +263,7 @@ class _Planner:
         x = rng.random(m) * cum[:, -1]
         d_pos = (cum <= x[:, None]).sum(axis=1)
         d_pos = np.minimum(d_pos, len(D) - 1)
-        return O[o_pos], D[d_pos]
+        return self.choose_directions(kind, O[o_pos], D[d_pos])
 
     def attractiveness_router(self, period: int) -> Router:
         """Router preferring attractive streets: cost = length / sqrt(relative arrive weight)."""
@@ -249,6 +294,27 @@ def _device_params(strategy: str) -> str:
             f'        <param key="device.rerouting.period" value="{period}"/>\n')
 
 
+def _trip_end_positions(
+    planner: _Planner, origins: np.ndarray, dests: np.ndarray, rng: np.random.Generator
+) -> Tuple[List[str], List[str]]:
+    """departPos / arrivalPos attributes (or "") of each trip; drawn after everything else."""
+    n = len(origins)
+    frac = rng.uniform(_TRIP_END_MARGIN, 1.0 - _TRIP_END_MARGIN, size=(2, n))
+    inner = np.zeros(len(planner.graph), dtype=bool)
+    inner[planner.sets["inner"]] = True
+    lengths = planner.graph.lengths
+    depart_pos: List[str] = []
+    arrival_pos: List[str] = []
+    for i, (o, d) in enumerate(zip(origins.tolist(), dests.tolist())):
+        if inner[o]:
+            pos = min(max(frac[0, i] * lengths[o], PASSENGER_LENGTH_M), lengths[o])
+            depart_pos.append(f' departPos="{pos:.1f}"')
+        else:
+            depart_pos.append("")
+        arrival_pos.append(f' arrivalPos="{frac[1, i] * lengths[d]:.1f}"' if inner[d] else "")
+    return depart_pos, arrival_pos
+
+
 def _passenger_vehicles(
     params: TrafficParams, planner: _Planner, n: int
 ) -> Tuple[List[Tuple[float, str]], Dict[str, Dict[str, int]]]:
@@ -267,12 +333,14 @@ def _passenger_vehicles(
             sel = np.flatnonzero((kinds == kind) & (periods == p))
             if len(sel):
                 origins[sel], dests[sel] = planner.draw_od(kind, p, len(sel), rng)
+    depart_pos, arrival_pos = _trip_end_positions(planner, origins, dests, rng)
     device = {s: _device_params(s) for s in ROUTING_STRATEGIES}
     out: List[Tuple[float, str]] = []
     for i, (t, s, k, o, d, p) in enumerate(zip(departs.tolist(), strategies.tolist(), kinds.tolist(),
                                                origins.tolist(), dests.tolist(), periods.tolist())):
         router = planner.attractiveness_router(p) if s == "attractiveness" else planner.by_length
-        out.append((t, f'    <vehicle id="veh_{i}" type="passenger" depart="{t:.1f}" {_INSERTION}>\n'
+        ends = depart_pos[i] + arrival_pos[i]
+        out.append((t, f'    <vehicle id="veh_{i}" type="passenger" depart="{t:.1f}" {_INSERTION}{ends}>\n'
                        f'        <route edges="{router.route_text(o, d)}"/>\n'
                        f'{device[s]}'
                        f'        <param key="{ROUTING_PARAM}" value="{s}"/>\n'

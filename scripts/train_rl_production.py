@@ -1,0 +1,41 @@
+#!/usr/bin/env python
+"""Legacy entry point: train from one monolithic experiment file (experiments/*.yaml).
+
+    python scripts/train_rl_production.py --experiment experiments/throughput_focused.yaml
+
+Experiment files hold every key of the five modular files at top level and may inherit
+with `base_config: other.yaml`. New work should use rl/local/train.py or rl/server/train.py
+with the five config files; this script runs the same pipeline (server mode, MLflow
+tracking, registered model) so old experiments stay reproducible.
+"""
+
+import argparse
+import logging
+import sys
+
+from src.rl.pipeline import UserError, add_common_arguments, overrides_from, run_training
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--experiment", required=True, help="monolithic experiment YAML")
+    add_common_arguments(parser)
+    parser.add_argument("--single-env", dest="single_env", action="store_true", help="all envs in this process")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    from src.rl.experiment_config import ConfigError, load_experiment
+
+    try:
+        config = load_experiment(args.experiment, overrides=overrides_from(args))
+        run_training(args, mode="server", config=config, source_files=config.source_files)
+    except (ConfigError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
