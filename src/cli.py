@@ -24,43 +24,33 @@ def _opt(name: str) -> List[str]:
     return sorted({f"--{underscore}", f"--{dashed}"}, key=lambda s: s != f"--{name}")
 
 
-def _positive_int(option: str):
-    def parse(text: str) -> int:
+def _number(option: str, kind=int, minimum: float = 0, strict: bool = True):
+    """Parse a number of `kind` that must be > minimum (or >= with strict=False)."""
+    bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
+    noun = "an integer" if kind is int else "a number"
+
+    def parse(text: str):
         try:
-            value = int(text)
+            value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{option}: invalid value {text!r}; expected a positive integer") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{option}: invalid value {text!r}; must be > 0")
+            raise argparse.ArgumentTypeError(f"{option}: invalid value {text!r}; expected {noun} {bound}") from None
+        if (value <= minimum) if strict else (value < minimum):
+            raise argparse.ArgumentTypeError(f"{option}: invalid value {text!r}; must be {bound}")
         return value
 
     return parse
+
+
+def _positive_int(option: str):
+    return _number(option, int)
 
 
 def _positive_float(option: str):
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{option}: invalid value {text!r}; expected a positive number") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"{option}: invalid value {text!r}; must be > 0")
-        return value
-
-    return parse
+    return _number(option, float)
 
 
 def _non_negative_int(option: str):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{option}: invalid value {text!r}; expected an integer >= 0") from None
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"{option}: invalid value {text!r}; must be >= 0")
-        return value
-
-    return parse
+    return _number(option, int, strict=False)
 
 
 def _choice(option: str, allowed: Sequence[str]):

@@ -33,11 +33,10 @@ def create_controller(name: str, plans: Mapping[str, PhasePlan], timing: CycleTi
 
 def _load_optional_controllers() -> None:
     """Controllers whose modules pull heavy imports (torch) register on first use."""
+    import importlib
+
     for module in ("src.control.tree_method", "src.rl.controller"):
-        try:
-            __import__(module)
-        except ImportError:
-            continue
+        importlib.import_module(module)
 
 
 __all__ = [
