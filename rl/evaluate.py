@@ -1,0 +1,190 @@
+#!/usr/bin/env python
+r"""Compare controllers (fixed, actuated, max_pressure, tree_method, a trained rl policy) on scenarios.
+
+    python rl/evaluate.py --network rl/configs/network/grid6_realistic.yaml \
+        --scenarios rl/configs/scenarios/heavy_load.yaml \
+        --controllers fixed,actuated,max_pressure,tree_method,rl --model models:/grid6_realistic/latest \
+        --repeats 3 --end-time 7200
+
+    python rl/evaluate.py --net-file city.net.xml --route-files morning.rou.xml,evening.rou.xml \
+        --controllers fixed,actuated,max_pressure --repeats 2 --end-time 3600
+
+Every scenario x controller runs `--repeats` times (SUMO seed base+k for repeat k) in parallel
+worker processes. The table (mean ± std over repeats, change of the mean travel time against
+fixed and actuated) is printed and saved as CSV; with MLflow (default) it is logged as one
+parent run with a child run per controller.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(REPO_ROOT))
+
+DEFAULT_CONTROLLERS = "fixed,actuated,max_pressure,tree_method"
+
+
+def _optional(kind):
+    """A value, or None for an empty string (how `mlflow run` passes an unset parameter)."""
+
+    def parse(text: str):
+        return None if str(text).strip() in ("", "None", "none") else kind(text)
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}; expected an integer > 0") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}; must be > 0")
+    return value
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # noqa: D102
+        self.exit(2, f"error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _OneLineParser(prog="rl/evaluate.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    what = parser.add_argument_group("what to evaluate (YAML configs, or SUMO files)")
+    what.add_argument("--network", type=_optional(str), help="network config YAML (rl/configs/network/*.yaml)")
+    what.add_argument("--scenarios", type=_optional(str), help="scenarios config YAML (rl/configs/scenarios/*.yaml)")
+    what.add_argument("--execution", type=_optional(str), default=None,
+                      help="execution config YAML for end_time and sumo_seed (default: engine defaults)")
+    what.add_argument("--scenario", action="append", default=None, metavar="NAME", type=_optional(str),
+                      help="evaluate only this scenario (repeatable, or a comma list)")
+    what.add_argument("--net-file", dest="net_file", type=_optional(str), help="a SUMO .net.xml instead of --network")
+    what.add_argument("--route-files", dest="route_files", type=_optional(str),
+                      help="comma list of SUMO route files instead of --scenarios; each is a scenario named after its file")
+    how = parser.add_argument_group("how")
+    how.add_argument("--controllers", default=DEFAULT_CONTROLLERS, type=_optional(str),
+                     help=f"comma list of fixed, actuated, max_pressure, tree_method, rl (default {DEFAULT_CONTROLLERS})")
+    how.add_argument("--model", type=_optional(str), default=None,
+                     help="policy for rl: a .zip path, runs:/<run_id>/<path>, models:/<name>/<version|latest> or models:/<name>@<alias>")
+    how.add_argument("--repeats", type=_optional(_positive), default=3, help="runs per scenario and controller (SUMO seeds differ)")
+    how.add_argument("--end-time", dest="end_time", type=_optional(_positive), default=None,
+                     help="simulated seconds (default: the execution file's end_time; 3600 with --net-file)")
+    how.add_argument("--seed", type=_optional(int), default=None, help="SUMO seed of the first repeat (default: config sumo_seed, 0)")
+    how.add_argument("--workers", type=_optional(_positive), default=None, help=f"worker processes (default: CPU count, {os.cpu_count()})")
+    out = parser.add_argument_group("output")
+    out.add_argument("--output-dir", dest="output_dir", type=_optional(str), default=None,
+                     help="where runs, CSV and chart go (default outputs/evaluation_<name>_<time>)")
+    out.add_argument("--experiment-name", dest="experiment_name", type=_optional(str), default=None,
+                     help="MLflow experiment (default evaluation_<network name>)")
+    out.add_argument("--tracking-uri", dest="tracking_uri", type=_optional(str), default=None,
+                     help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///<repo>/mlflow.db)")
+    out.add_argument("--no-mlflow", dest="no_mlflow", action="store_true", help="do not log to MLflow")
+    out.add_argument("--verbose", action="store_true", help="debug logging")
+    return parser
+
+
+def _config_path(value: Optional[str]) -> Optional[Path]:
+    """A config path as given, or relative to the repository when it is not found from here."""
+    if value is None:
+        return None
+    path = Path(value)
+    if not path.is_absolute() and not path.exists() and (REPO_ROOT / path).exists():
+        return REPO_ROOT / path
+    return path
+
+
+def _split(text: Optional[str]) -> List[str]:
+    return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(message)s",
+                        datefmt="%H:%M:%S")
+    for noisy in ("mlflow", "alembic", "matplotlib", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from src.orchestration.evaluate import (
+        EvaluationError,
+        EvaluationRunError,
+        evaluate_controllers,
+        format_table,
+        log_evaluation_to_mlflow,
+        plot_travel_times,
+    )
+
+    files_mode = args.net_file is not None or args.route_files is not None
+    name = Path(args.net_file).name.split(".")[0] if files_mode and args.net_file else Path(args.network or "network").stem
+    out_dir = Path(args.output_dir or Path("outputs") / f"evaluation_{name}_{datetime.now().strftime('%Y%m%d_%H%M%S')}")
+    try:
+        if files_mode:
+            if args.network or args.scenarios:
+                raise EvaluationError("--net-file/--route-files replace --network/--scenarios; give one form, not both")
+            if not args.net_file or not args.route_files:
+                raise EvaluationError("--net-file and --route-files go together: a SUMO network and route files")
+        elif not args.network or not args.scenarios:
+            raise EvaluationError("give --network and --scenarios (YAML files), or --net-file and --route-files")
+        table = evaluate_controllers(
+            None if files_mode else _config_path(args.network),
+            None if files_mode else _config_path(args.scenarios),
+            args.controllers or DEFAULT_CONTROLLERS,
+            model=args.model,
+            repeats=args.repeats or 3,
+            end_time=args.end_time,
+            out_dir=out_dir,
+            workers=args.workers or os.cpu_count() or 1,
+            scenario_names=args.scenario,
+            net_file=args.net_file if files_mode else None,
+            route_files=_split(args.route_files) if files_mode else None,
+            execution_config=_config_path(args.execution),
+            base_seed=args.seed,
+            tracking_uri=args.tracking_uri,
+        )
+    except EvaluationError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except EvaluationRunError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"error: interrupted; finished runs are in {out_dir}", file=sys.stderr)
+        return 130
+
+    print()
+    print(format_table(table))
+    print(f"\ntable: {out_dir.resolve() / 'evaluation.csv'}  (per run: {out_dir.resolve() / 'evaluation_runs.csv'})")
+    if args.no_mlflow:
+        chart = plot_travel_times(table, out_dir / "mean_travel_time.png", title=name)
+        print(f"chart: {chart.resolve()}")
+        return 0
+    experiment = args.experiment_name or f"evaluation_{name}"
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        run_id = log_evaluation_to_mlflow(table, None, out_dir, experiment, tracking_uri=args.tracking_uri,
+                                          tags={"network": name})
+    except (MlflowException, OSError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(f"error: logging to MLflow failed: {first}; the results are saved in {out_dir}", file=sys.stderr)
+        return 1
+
+    from src.tracking.store import resolve_tracking_uri
+
+    store = resolve_tracking_uri(args.tracking_uri)
+    client = MlflowClient(tracking_uri=store)
+    experiment = client.get_experiment(client.get_run(run_id).info.experiment_id).name  # `mlflow run` picks its own
+    print(f"MLflow run {run_id} (experiment {experiment!r}, one child run per controller); open the UI with: "
+          f"mlflow ui --backend-store-uri {store}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
