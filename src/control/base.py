@@ -58,11 +58,16 @@ class CycleMeasurement:
 
 
 class LaneSampler:
-    """Accumulates lane readings over one cycle."""
+    """Accumulates lane readings over one cycle.
 
-    def __init__(self, api, lanes: LaneInfo) -> None:
+    `track_entered` also counts vehicles newly seen on each lane (the `inflow` feature);
+    it reads vehicle ID lists instead of counts, so it is only done when asked for.
+    """
+
+    def __init__(self, api, lanes: LaneInfo, track_entered: bool = False) -> None:
         self.api = api
         self.lanes = lanes
+        self.track_entered = track_entered
         n = len(lanes.lane_ids)
         self._prev_ids: List[set] = [set() for _ in range(n)]
         self.reset()
@@ -80,15 +85,19 @@ class LaneSampler:
     def sample(self) -> None:
         lane = self.api.lane
         for k, lane_id in enumerate(self.lanes.lane_ids):
-            ids = set(lane.getLastStepVehicleIDs(lane_id))
+            if self.track_entered:
+                ids = set(lane.getLastStepVehicleIDs(lane_id))
+                self.entered[k] += len(ids - self._prev_ids[k])
+                self._prev_ids[k] = ids
+                count = len(ids)
+            else:
+                count = lane.getLastStepVehicleNumber(lane_id)
             halting = lane.getLastStepHaltingNumber(lane_id)
-            speed = lane.getLastStepMeanSpeed(lane_id) if ids else self.lanes.speed_limits[k]
-            self.entered[k] += len(ids - self._prev_ids[k])
-            self._prev_ids[k] = ids
-            self.sum_vehicles[k] += len(ids)
+            speed = lane.getLastStepMeanSpeed(lane_id) if count else self.lanes.speed_limits[k]
+            self.sum_vehicles[k] += count
             self.sum_halting[k] += halting
             self.sum_speed[k] += speed
-            self.last_vehicles[k] = len(ids)
+            self.last_vehicles[k] = count
             self.last_halting[k] = halting
         self.samples += 1
 
@@ -149,6 +158,8 @@ class SignalController(ABC):
 
     name: str = "base"
     adaptive: bool = True
+    #: Whether decisions need `CycleMeasurement.entered` (see `LaneSampler`).
+    track_entered: bool = False
 
     def __init__(self, plans: Mapping[str, PhasePlan], timing: CycleTiming) -> None:
         self.plans = dict(plans)

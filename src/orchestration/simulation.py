@@ -145,7 +145,7 @@ def _drive(sim, controller, plans, timing, end_time, progress, on_cycle) -> None
         return
     actuator = SignalActuator(plans, timing)
     lanes = LaneInfo.from_plans(api, plans)
-    sampler = LaneSampler(api, lanes)
+    sampler = LaneSampler(api, lanes, track_entered=controller.track_entered)
     controller.reset()
     durations = controller.initial_durations()
     while sim.time < end_time - 1e-9:

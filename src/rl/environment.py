@@ -125,7 +125,8 @@ class TrafficControlEnv(gym.Env):
         ).start()
         self.episode += 1
         self.actuator = SignalActuator(self.plans, self.timing)
-        self.sampler = LaneSampler(self.sim.api, LaneInfo.from_plans(self.sim.api, self.plans))
+        self.sampler = LaneSampler(self.sim.api, LaneInfo.from_plans(self.sim.api, self.plans),
+                                   track_entered="inflow" in self.extractor.features["edge"])
         self.extractor.reset()
         self._durations = self.actuator.durations_from_proportions(
             {tls: np.ones(p.num_phases) for tls, p in self.plans.items()}
