@@ -118,6 +118,19 @@ def test_junction_with_two_neighbours_left_is_unsignalised(build):
     assert _sumo_loads(art.net_file).strip() == ""
 
 
+def test_no_u_turns_at_signals_unless_the_streets_need_one(build):
+    art = build(grid_dimension=3, block_size_m=100, lane_count=2, traffic_light_strategy="partial_opposites")
+    info = read_net(art.net_file)
+    assert not [c for c in info.connections if c.direction == "t" and c.tl]
+    _assert_all_reachable(art)  # every street is reached by going round a block
+    # without B1 the streets form a ring: one signal keeps its U-turn so both directions connect
+    ring = build(grid_dimension=3, block_size_m=100, lane_count=2, junctions_to_remove=("B1",))
+    info = read_net(ring.net_file)
+    turning = {info.edges[c.from_edge].to_node for c in info.connections if c.direction == "t" and c.tl}
+    assert len(turning) == 1
+    _assert_all_reachable(ring)
+
+
 # --- lanes -------------------------------------------------------------------------------------
 
 
@@ -162,6 +175,23 @@ def test_left_turn_gets_own_lane_with_two_lanes(build):
     straights = {(c.from_edge, c.from_lane) for c in read_net(art.net_file).connections if c.direction == "s"}
     assert ("A1B1", 1) in lefts and ("A1B1", 0) in straights
     assert not lefts & straights
+
+
+def test_surplus_lanes_turn_right_instead_of_merging():
+    from src.network.grid import PlainGrid, connections
+
+    # a T: 3 lanes from the south, 2 ahead to the north, 3 to the east, nothing to the west
+    nodes = {"J": (0.0, 0.0), "S": (0.0, -100.0), "N": (0.0, 100.0), "E": (100.0, 0.0)}
+    edges = {f"{a}{b}": (a, b) for a, b in (("S", "J"), ("J", "S"), ("N", "J"), ("J", "N"), ("E", "J"), ("J", "E"))}
+    lanes = {e: 2 for e in edges}
+    lanes.update(SJ=3, JE=3)
+    grid = PlainGrid(nodes=nodes, node_types={"J": "traffic_light", "S": "dead_end", "N": "dead_end",
+                                              "E": "dead_end"},
+                     edges=edges, fringe={"S", "N", "E"}, lanes=lanes)
+    from_south = {(t, fl, tl) for f, t, fl, tl in connections(grid) if f == "SJ" and t in ("JN", "JE")}
+    assert from_south == {("JE", 0, 0), ("JE", 1, 1), ("JN", 1, 0), ("JN", 2, 1)}  # r, r+s, s
+    targets = [(t, tl) for t, _fl, tl in from_south]
+    assert len(targets) == len(set(targets))  # no two lanes merge into one
 
 
 # --- signal programs ---------------------------------------------------------------------------
@@ -231,6 +261,19 @@ def test_partial_opposites_program(build):
         assert edges in ({"B2B1", "B0B1"}, {"A1B1", "C1B1"})  # both opposing approaches
         kinds.append((frozenset(edges), turn_kinds.pop()))
     assert len(set(kinds)) == 4
+    assert _sumo_loads(art.net_file).strip() == ""
+
+
+def test_partial_opposites_t_junction_stem_gets_one_green(build):
+    art = build(grid_dimension=4, block_size_m=100, lane_count=2, junctions_to_remove=("B1",),
+                traffic_light_strategy="partial_opposites")
+    plan = read_phase_plans(art.net_file)["B2"]  # lost its southern side: B3B2 is the stem
+    assert plan.num_phases == 3
+    served = [set(plan.served_incoming_lanes(p)) for p in range(3)]
+    assert {"B3B2_0", "B3B2_1"} in served  # its right, straight-on (none) and left turns together
+    for lanes in served:
+        edges = {lane.rsplit("_", 1)[0] for lane in lanes}
+        assert edges == {"B3B2"} or edges <= {"A2B2", "C2B2"}  # the stem, or the through street
     assert _sumo_loads(art.net_file).strip() == ""
 
 

@@ -180,6 +180,34 @@ def test_route_kinds_start_and_end_on_their_edge_sets(grid, tmp_path):
     assert seen == set(ALL_KINDS)
 
 
+def test_trips_set_off_the_shorter_way_and_end_along_the_street(grid, tmp_path):
+    p = params(num_vehicles=600, vehicle_types={"passenger": 100.0}, routing_strategy={"shortest": 100.0})
+    generate_traffic(p, grid, tmp_path / "r.rou.xml")
+    net = sumolib.net.readNet(str(grid.net_file))
+    inner = set(grid.inner_edges)
+
+    def reverse(a: str, b: str) -> bool:
+        ea, eb = net.getEdge(a), net.getEdge(b)
+        return (ea.getFromNode(), ea.getToNode()) == (eb.getToNode(), eb.getFromNode())
+
+    attrs = {v.get("id"): v.attrib for v in ET.parse(tmp_path / "r.rou.xml").getroot().iter("vehicle")}
+    for v in read_vehicles(tmp_path / "r.rou.xml"):
+        edges, a = v["edges"], attrs[v["id"]]
+        # U-turns are allowed everywhere on this grid, yet no trip starts or ends with one:
+        # leaving (or reaching) the street in the other direction is always shorter
+        assert not reverse(edges[0], edges[1]) and not reverse(edges[-2], edges[-1]), edges
+        assert not reverse(edges[0], edges[-1])  # the other side of the same street is no trip
+        # a place along an inner street; the fringe is entered at its start, left at its end
+        if edges[0] in inner:
+            assert 0.0 < float(a["departPos"]) < net.getEdge(edges[0]).getLength()
+        else:
+            assert "departPos" not in a
+        if edges[-1] in inner:
+            assert 0.0 < float(a["arrivalPos"]) < net.getEdge(edges[-1]).getLength()
+        else:
+            assert "arrivalPos" not in a
+
+
 def test_attractiveness_routing_prefers_attractive_streets(grid, tmp_path):
     p = params(num_vehicles=1500, vehicle_types={"passenger": 100.0}, passenger_routes={"pass": 100.0},
                routing_strategy={"shortest": 50.0, "attractiveness": 50.0}, end_time=3600.0)
@@ -274,8 +302,10 @@ def test_routing_strategies_show_in_sumo_reroutes(grid, tmp_path):
     if not delayed_fastest:
         assert max(reroutes["fastest"]) <= 1
     assert max(reroutes["realtime"]) >= 2  # only periodic re-routing can do that
-    # true in expectation (realtime = insertion re-route + periodic ones); this run is seeded
-    assert mean["realtime"] > mean["fastest"]
+    # more vehicles re-routed twice or more: realtime = insertion re-route + periodic ones
+    # (trips set off in the direction of their shortest route, so on this lightly loaded
+    # grid a re-route rarely changes anything and the means of the two are close)
+    assert sum(r >= 2 for r in reroutes["realtime"]) > sum(r >= 2 for r in reroutes["fastest"])
 
 
 # --- user route file and bad values -------------------------------------------------------------

@@ -357,7 +357,9 @@ def build_network(
 
     Choices worth knowing: with `partial_opposites` the random and realistic lane counts
     start at 2 (left turns need their own lane); a grid junction left with at most two
-    neighbours after removal is a plain priority junction, not a signal; `realistic` lanes
+    neighbours after removal is a plain priority junction, not a signal; signals allow no
+    U-turns (vehicles go round a block) unless the streets need one to stay connected;
+    `realistic` lanes
     follow the land-use demand whatever the attractiveness method. With `net_file` the
     lanes are kept, only the signal programs are rebuilt.
     """

@@ -4,7 +4,8 @@ Removal is decided on an abstract model of the grid netgenerate will produce (ju
 A0.., fringe nodes left0/right0/bottom0/top0..), so invalid requests fail before any SUMO
 tool runs. netgenerate's plain output is then edited in Python: removed junctions and
 dangling fringe nodes go, junction types, lane counts and lane-to-lane connections are set
-explicitly (left turns get the left-most lane to themselves once an edge has 2+ lanes).
+explicitly (left turns get the left-most lane to themselves once an edge has 2+ lanes, no
+U-turns at signals unless the streets need one to stay connected).
 """
 
 from __future__ import annotations
@@ -296,8 +297,10 @@ def connections(grid: PlainGrid) -> List[Tuple[str, str, int, int]]:
     Right, straight and left movements are allowed everywhere; U-turns only at the nodes
     of `turnaround_nodes` (not at signals, unless connectivity needs them), which keeps
     every edge reachable from every other once the junction graph is connected. With 2+
-    lanes, left turns use only the left-most lane and straight/right the remaining lanes;
-    U-turns leave from the left-most lane.
+    lanes, left turns use only the left-most lane and straight/right the remaining lanes,
+    right turns the right-most of these; where the street ahead has fewer lanes, the
+    surplus lanes on the right turn right only (the next one right or straight) instead
+    of merging inside the junction. U-turns leave from the left-most lane.
     """
     turn_at = turnaround_nodes(grid)
     result: List[Tuple[str, str, int, int]] = []
@@ -311,12 +314,21 @@ def connections(grid: PlainGrid) -> List[Tuple[str, str, int, int]]:
             left_lanes, other_lanes = [n - 1], lanes[:-1]
         else:
             left_lanes, other_lanes = lanes, lanes
+        straight_lanes, right_lanes = other_lanes, other_lanes[:1] if moves["s"] else other_lanes
+        if moves["s"] and moves["r"]:
+            # more lanes than the street ahead has: the surplus on the right turns right only,
+            # rather than two lanes merging into one in the middle of the junction
+            surplus = len(other_lanes) - min(grid.lanes[out] for out in moves["s"])
+            if surplus > 0:
+                straight_lanes = other_lanes[surplus:]
+                # the next lane turns right too if the street to the right has room for it
+                shared = 1 if min(grid.lanes[out] for out in moves["r"]) > surplus else 0
+                right_lanes = other_lanes[:surplus + shared]
         for out in moves["s"]:
-            for fl, tl in _lane_map(other_lanes, grid.lanes[out], align_left=False):
+            for fl, tl in _lane_map(straight_lanes, grid.lanes[out], align_left=False):
                 result.append((eid, out, fl, tl))
         for out in moves["r"]:
-            src = other_lanes[:1] if moves["s"] else other_lanes
-            for fl, tl in _lane_map(src, grid.lanes[out], align_left=False):
+            for fl, tl in _lane_map(right_lanes, grid.lanes[out], align_left=False):
                 result.append((eid, out, fl, tl))
         for out in moves["l"]:
             for fl, tl in _lane_map(left_lanes, grid.lanes[out], align_left=True):

@@ -8,7 +8,8 @@ green follows the traffic-light strategy:
   U-turns yield ('g') to oncoming traffic.
 * `incoming`: one green per incoming edge, all its movements protected ('G').
 * `partial_opposites`: per axis first straight+right of both opposing approaches, then
-  left+U-turn of both, all protected ('G').
+  left+U-turn of both, all protected ('G'). An axis with a single approach (the stem of a
+  T junction) gets one green for all its movements, which never cross each other.
 """
 
 from __future__ import annotations
@@ -99,6 +100,11 @@ def tls_groups(links: Dict[int, ConnectionInfo], info: NetInfo, strategy: str) -
     elif strategy == "partial_opposites":
         for axis in _axis_classes(bearings):
             conns = [c for e in axis for c in by_edge[e]]
+            if len(axis) == 1:
+                # no opposing approach (the stem of a T): the movements of one approach
+                # fan out without crossing, so they share one protected green
+                groups.append({c.link_index: "G" for c in conns})
+                continue
             groups.append({c.link_index: "G" for c in conns if c.direction not in LEFT_DIRS})
             groups.append({c.link_index: "G" for c in conns if c.direction in LEFT_DIRS})
     else:

@@ -55,11 +55,12 @@ _ATTRACTIVENESS_FLOOR = 0.1
 # Insertion attributes: best lane for the route, fastest safe speed (no artificial queue).
 _INSERTION = 'departLane="best" departSpeed="max"'
 # Trips that start or end inside the network do so at a place along the street (a
-# parking spot, a driveway), drawn uniformly over the middle of the edge: not all at the
-# start of the edge, where inserting cars would block the traffic leaving the junction,
-# and not all at its end, where arriving cars would queue for a green they never use.
+# parking spot, a driveway), drawn uniformly over the edge minus a margin at either
+# junction: not all at the start of the edge, where inserting cars would block the traffic
+# leaving the junction, and not all at its end, where arriving cars would queue for a green
+# they never use. A car leaving its place waits there for a gap in the traffic of its lane.
 # Trips from or to the fringe enter at the start / leave at the end of their edge.
-_TRIP_END_MARGIN = 0.1  # share of the edge length kept free at either junction
+_TRIP_END_MARGIN = 0.1  # share of the edge length kept free of trip ends at either junction
 # Which edge sets a route kind draws origins and destinations from.
 _KIND_SETS: Dict[str, Tuple[str, str]] = {
     "in": ("boundary_in", "inner"),
@@ -185,8 +186,13 @@ class _Planner:
         self.by_length = Router(graph, graph.lengths, origins)
         self._by_attractiveness: Dict[int, Router] = {}
         self._valid: Dict[str, np.ndarray] = {}
-        # the other direction of each edge's street (-1: one-way), for the direction choice
-        by_ends = {(a, b): i for i, (a, b) in enumerate(zip(graph.from_node, graph.to_node))}
+        # end nodes as codes, and the other direction of each edge's street (-1: one-way)
+        codes = {n: k for k, n in enumerate(sorted(set(graph.from_node) | set(graph.to_node)))}
+        self._from = np.array([codes[n] for n in graph.from_node], dtype=np.int64)
+        self._to = np.array([codes[n] for n in graph.to_node], dtype=np.int64)
+        by_ends: Dict[Tuple[str, str], int] = {}
+        for i, ends in enumerate(zip(graph.from_node, graph.to_node)):
+            by_ends.setdefault(ends, i)
         self.reverse = np.array([by_ends.get((b, a), -1) for a, b in zip(graph.from_node, graph.to_node)],
                                 dtype=np.int64)
         self._origin_row = np.full(len(graph), -1, dtype=np.int64)
@@ -205,9 +211,13 @@ class _Planner:
             # the same edge, or the other side of the same street, is no trip worth driving
             # (and for "pass" leaving by the street it came in on is no pass-through trip)
             valid &= O[:, None] != D[None, :]
-            valid &= self.reverse[O][:, None] != D[None, :]
+            valid &= ~self._same_street(O[:, None], D[None, :])
             self._valid[kind] = valid
         return self._valid[kind]
+
+    def _same_street(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """True where edge b runs between the same two nodes as edge a, the other way."""
+        return (self._from[b] == self._to[a]) & (self._to[b] == self._from[a])
 
     def _route_length(self, origins: np.ndarray, dests: np.ndarray) -> np.ndarray:
         """Length-router cost origin -> destination (inf where none), first edge included."""
@@ -237,7 +247,7 @@ class _Planner:
         for cand_o, cand_d in ((origins, rev_d), (rev_o, dests), (rev_o, rev_d)):
             ok = (cand_o >= 0) & (cand_d >= 0)
             ok[ok] &= in_o[cand_o[ok]] & in_d[cand_d[ok]]
-            ok[ok] &= (self.reverse[cand_o[ok]] != cand_d[ok])
+            ok[ok] &= ~self._same_street(cand_o[ok], cand_d[ok])
             cost = np.full(len(origins), np.inf)
             cost[ok] = self._route_length(cand_o[ok], cand_d[ok])
             better = cost < best - 1e-6
@@ -298,15 +308,14 @@ def _trip_end_positions(
     planner: _Planner, origins: np.ndarray, dests: np.ndarray, rng: np.random.Generator
 ) -> Tuple[List[str], List[str]]:
     """departPos / arrivalPos attributes (or "") of each trip; drawn after everything else."""
-    n = len(origins)
-    frac = rng.uniform(_TRIP_END_MARGIN, 1.0 - _TRIP_END_MARGIN, size=(2, n))
+    frac = rng.uniform(_TRIP_END_MARGIN, 1.0 - _TRIP_END_MARGIN, size=(2, len(origins)))
     inner = np.zeros(len(planner.graph), dtype=bool)
     inner[planner.sets["inner"]] = True
     lengths = planner.graph.lengths
     depart_pos: List[str] = []
     arrival_pos: List[str] = []
     for i, (o, d) in enumerate(zip(origins.tolist(), dests.tolist())):
-        if inner[o]:
+        if inner[o]:  # the whole car on the edge
             pos = min(max(frac[0, i] * lengths[o], PASSENGER_LENGTH_M), lengths[o])
             depart_pos.append(f' departPos="{pos:.1f}"')
         else:
