@@ -133,7 +133,13 @@ def test_user_errors_are_one_line(batch_one, tmp_path):
     root, store, _, _ = batch_one
     bad = tmp_path / "bad.yaml"
     bad.write_text("scenarios:\n  - name: x\n    num_vehicles: 10\n    grid_dimension: 4\n")
+    bigger = tmp_path / "grid4.yaml"
+    bigger.write_text((REPO_ROOT / CONFIGS / "network/grid3_small.yaml").read_text().replace("grid_dimension: 3", "grid_dimension: 4"))
+    runs_before = len(MlflowClient(tracking_uri=store).search_runs(
+        [e.experiment_id for e in MlflowClient(tracking_uri=store).search_experiments()]))
     for args, needle in (
+        (["--scenarios", f"{CONFIGS}/scenarios/small_mixed.yaml", "--network", str(bigger),
+          "--resume-from", "models:/tiny_policy/1"], "observation size"),
         (["--scenarios", str(bad)], "grid_dimension"),
         (["--scenarios", f"{CONFIGS}/scenarios/small_mixed.yaml", "--resume-from", "models:/no_such_model/3"], "no_such_model"),
         (["--scenarios", f"{CONFIGS}/scenarios/small_mixed.yaml", "--resume-from", str(tmp_path / "missing.zip")], "missing.zip"),
@@ -143,6 +149,9 @@ def test_user_errors_are_one_line(batch_one, tmp_path):
         assert "Traceback" not in proc.stderr
         error_lines = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
         assert len(error_lines) == 1 and needle in error_lines[0], proc.stderr[-2000:]
+    runs_after = len(MlflowClient(tracking_uri=store).search_runs(
+        [e.experiment_id for e in MlflowClient(tracking_uri=store).search_experiments()]))
+    assert runs_after == runs_before  # refused before any run or training started
 
 
 def test_local_script_trains_first_scenario_in_one_env(tmp_path, mlflow_store):

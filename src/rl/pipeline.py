@@ -147,9 +147,10 @@ def run_training(args: argparse.Namespace, mode: str, config=None, source_files:
     `config` (with its `source_files`) replaces the five files of `args` (the legacy
     monolithic experiment files use this).
     """
-    from src.rl.experiment_config import save_experiment
-    from src.rl.training import train_rl_policy
-    from src.rl.utils import IncompatibleModelError
+    from src.rl.environment import network_dimensions
+    from src.rl.experiment_config import network_params_string, save_experiment
+    from src.rl.training import build_shared_network, train_rl_policy
+    from src.rl.utils import IncompatibleModelError, check_compatible, read_model_metadata
     from src.tracking.registry import ModelResolutionError, resolve_model_uri
 
     if config is None:
@@ -176,12 +177,17 @@ def run_training(args: argparse.Namespace, mode: str, config=None, source_files:
     _add_file_logging(model_dir / "train.log")
     logger.info("model folder: %s", model_dir)
 
+    # One network for every group of this run; a resumed model must fit it before anything starts.
+    network_dir = build_shared_network(network_params_string(config), model_dir / "network")
     resume_path = None
     resumed = None
     if args.resume_from:
         try:
             resumed = resolve_model_uri(args.resume_from, args.tracking_uri)
-        except (ModelResolutionError, FileNotFoundError) as err:
+            dims = network_dimensions(network_dir, config.features or None)
+            check_compatible(read_model_metadata(resumed.local_path), dims["observation"], dims["action"],
+                             f"--resume-from {args.resume_from}")
+        except (ModelResolutionError, FileNotFoundError, IncompatibleModelError) as err:
             raise UserError(str(err)) from None
         resume_path = resumed.local_path
         logger.info("resuming from %s (%s)", args.resume_from, resume_path)
@@ -228,7 +234,7 @@ def run_training(args: argparse.Namespace, mode: str, config=None, source_files:
                         metrics_sink=run.metrics if run else None,
                         on_checkpoint=(lambda p: run.log_artifact(p, "checkpoints")) if run else None,
                         output_formats=_output_formats(group_dir, run),
-                        stop_flag=sigterm, in_process=single_env,
+                        stop_flag=sigterm, in_process=single_env, network_dir=network_dir,
                     )
                 except IncompatibleModelError as err:
                     raise UserError(str(err)) from None

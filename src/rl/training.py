@@ -311,12 +311,15 @@ def train_rl_policy(
     evaluate: bool = True,
     stop_flag: Optional[Callable[[], bool]] = None,
     in_process: bool = False,
+    network_dir: Optional[Path] = None,
 ) -> TrainingResult:
     """Train (or continue) one PPO policy on the scenarios of `config` (an `ExperimentConfig`).
 
     `env_params_list` gives one env per scenario; `env_params_string` is the one-scenario
     form, replicated `n_envs` times. By default the list is built from `config.scenarios`.
     `stop_flag()` returning True ends training at the next step with a checkpoint (SIGTERM).
+    `network_dir` reuses a network already built from `config` (else it is built in
+    `model_dir/network`).
     """
     from src.rl.experiment_config import build_env_params_for_scenario, network_params_string
 
@@ -334,7 +337,8 @@ def train_rl_policy(
     env_params_list = list(env_params_list)
     scenario_names = list(scenario_names or [f"scenario{k}" for k in range(len(env_params_list))])
 
-    network_dir = build_shared_network(network_params_string(config), model_dir / "network")
+    if network_dir is None:
+        network_dir = build_shared_network(network_params_string(config), model_dir / "network")
     features = config.features or None
     dims = network_dimensions(network_dir, features)
     logger.info("network: %d signals, up to %d phases, %d edges -> observation size %d, action size %d",
