@@ -30,6 +30,23 @@ def tiny_network(tmp_path_factory) -> Path:
     return build_shared_network(f"{TINY_NETWORK} {TINY_CONTROL}", tmp_path_factory.mktemp("tiny") / "network")
 
 
+@pytest.fixture(autouse=True)
+def isolated_mlflow_state():
+    """MLflow keeps the active experiment in os.environ (MLFLOW_EXPERIMENT_ID, inherited by
+    subprocesses) and the tracking URI in globals: undo both after every test."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
+    yield
+    import mlflow
+
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
+    for key in [k for k in os.environ if k.startswith("MLFLOW_")]:
+        del os.environ[key]
+    os.environ.update(saved)
+    mlflow.set_tracking_uri(saved.get("MLFLOW_TRACKING_URI"))
+    mlflow.set_registry_uri(saved.get("MLFLOW_REGISTRY_URI"))
+
+
 @pytest.fixture()
 def mlflow_store(tmp_path, monkeypatch) -> str:
     """A fresh SQLite MLflow store, selected through MLFLOW_TRACKING_URI as a user would."""
@@ -47,6 +64,7 @@ def python() -> str:
 
 
 def subprocess_env(**extra: str) -> dict:
-    env = dict(os.environ)
+    """This process's environment without MLflow run/experiment state, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME")}
     env.update(extra)
     return env
