@@ -103,6 +103,15 @@ def test_server_envs_ran_their_own_scenarios(batch_one):
     realtime = (folder / "envs" / "01_b1_realtime" / "routes.rou.xml").read_text()
     assert shortest.count("<vehicle ") == 150 and realtime.count("<vehicle ") == 260
     assert "device.rerouting.period" not in shortest and "device.rerouting.period" in realtime
+    # SUMO's own trip records of each env's last episode: its vehicles, its routing
+    import xml.etree.ElementTree as ET
+
+    trips = {name: list(ET.parse(folder / "envs" / name / "last_episode" / "tripinfo.xml").getroot().iter("tripinfo"))
+             for name in ("00_b1_shortest", "01_b1_realtime")}
+    assert all(t.get("id").startswith("veh_") for t in trips["00_b1_shortest"])
+    assert 100 < len(trips["00_b1_shortest"]) <= 150 < len(trips["01_b1_realtime"]) <= 260
+    assert not any("routing" in t.get("devices", "") for t in trips["00_b1_shortest"])
+    assert all("routing" in t.get("devices", "") for t in trips["01_b1_realtime"])
 
 
 def test_resume_from_registered_model_continues_and_links_runs(batch_one, tmp_path):
