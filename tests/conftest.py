@@ -68,3 +68,16 @@ def subprocess_env(**extra: str) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME")}
     env.update(extra)
     return env
+
+
+def artifact_paths(store: str, run_id: str, path: str = "") -> set:
+    """Every artifact path of an MLflow run, folders included."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=store)
+    found = set()
+    for item in client.list_artifacts(run_id, path or None):
+        found.add(item.path)
+        if item.is_dir:
+            found |= artifact_paths(store, run_id, item.path)
+    return found

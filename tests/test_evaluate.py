@@ -15,7 +15,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from conftest import REPO_ROOT, python, tiny_scenario
+from conftest import REPO_ROOT, artifact_paths, python, tiny_scenario
 from src.metrics import METRIC_NAMES
 from src.orchestration.evaluate import (
     EvaluationError,
@@ -63,15 +63,6 @@ def evaluate(scenarios_file: Path, model: str, out_dir: Path) -> pd.DataFrame:
                                 out_dir=out_dir, workers=2)
 
 
-def all_artifacts(client: MlflowClient, run_id: str, path: str = "") -> set:
-    found = set()
-    for item in client.list_artifacts(run_id, path or None):
-        found.add(item.path)
-        if item.is_dir:
-            found |= all_artifacts(client, run_id, item.path)
-    return found
-
-
 def test_matrix_table_and_mlflow_runs(scenarios_file, tiny_model, tmp_path, mlflow_store, monkeypatch):
     monkeypatch.chdir(tmp_path)  # MLflow's default artifact folder (./mlruns) stays in tmp
     client = MlflowClient(tracking_uri=mlflow_store)
@@ -117,7 +108,7 @@ def test_matrix_table_and_mlflow_runs(scenarios_file, tiny_model, tmp_path, mlfl
             assert f"{controller}/{scenario}/mean_travel_time" in metrics
             assert f"{controller}/{scenario}/mean_travel_time_std" in metrics
     assert metrics["fixed/ev_shortest/mean_travel_time_vs_fixed_pct"] == 0
-    artifacts = all_artifacts(client, parent_id)
+    artifacts = artifact_paths(mlflow_store, parent_id)
     assert {"evaluation.csv", "evaluation_table.json", "mean_travel_time.png", "evaluation_runs.csv"} <= artifacts
 
     children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from conftest import REPO_ROOT, python, subprocess_env
+from conftest import REPO_ROOT, artifact_paths, python, subprocess_env
 
 CONFIGS = "rl/configs"
 QUICK = [
@@ -42,16 +41,6 @@ def train(script: str, args, store: str, models: Path) -> subprocess.CompletedPr
 
 def run_of(store: str, run_id: str):
     return MlflowClient(tracking_uri=store).get_run(run_id)
-
-
-def artifact_paths(store: str, run_id: str, path: str = "") -> set:
-    client = MlflowClient(tracking_uri=store)
-    found = set()
-    for item in client.list_artifacts(run_id, path or None):
-        found.add(item.path)
-        if item.is_dir:
-            found |= artifact_paths(store, run_id, item.path)
-    return found
 
 
 def run_id_from(output: str) -> str:
