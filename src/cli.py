@@ -161,6 +161,9 @@ def params_from_args(ns: argparse.Namespace) -> P.SimulationParams:
     departure = P.parse_departure_pattern(ns.departure_pattern, ns.end_time)
     if ns.traffic_control == "rl" and not ns.model_path:
         raise P.ParameterError("--traffic_control: rl needs --model-path (a .zip, runs:/ or models:/ URI)")
+    if ns.model_path and not str(ns.model_path).startswith(("runs:/", "models:/")) \
+            and not Path(ns.model_path).exists() and not Path(f"{ns.model_path}.zip").exists():
+        raise P.ParameterError(f"--model-path: file {ns.model_path!r} does not exist")
     network = P.NetworkParams(
         network_seed=ns.network_seed,
         grid_dimension=ns.grid_dimension,

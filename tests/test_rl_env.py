@@ -88,6 +88,25 @@ def test_junction_with_fewer_phases_ignores_extra_action_slots(tmp_path):
     assert proportions_to_durations(a[tls], timing).sum() == 60 - 3 * counts[tls]
 
 
+def test_every_reward_function_computes_on_a_real_cycle(tiny_network, tmp_path):
+    from src.rl.reward import compute_reward
+
+    env = TrafficControlEnv(tiny_scenario(num_vehicles=300, end_time=240), tiny_network, work_dir=tmp_path)
+    env.reset()
+    for _ in range(3):
+        env.step(np.zeros(env.action_space.shape, dtype=np.float32))
+    m, view = env.last_measurement, env.extractor.last_junction_view
+    values = {name: compute_reward(name, resolve_reward_params(name), m, view) for name in REWARD_FUNCTIONS}
+    env.close()
+    assert all(np.isfinite(v) for v in values.values()), values
+    assert values["throughput"] == pytest.approx(m.arrived / len(env.extractor.tls_ids)) and values["throughput"] > 0
+    assert values["waiting_time"] <= 0 and values["queue"] <= 0 and values["pressure"] <= 0
+    weights = resolve_reward_params("multi_objective")
+    expected = sum(weights[f"{term}_weight"] * compute_reward(term, {"scale": 1.0}, m, view)
+                   for term in ("throughput", "waiting_time", "queue", "pressure", "speed"))
+    assert values["multi_objective"] == pytest.approx(expected)
+
+
 def test_unknown_reward_and_parameter_are_named():
     with pytest.raises(ValueError, match="allowed: .*empirical"):
         resolve_reward_params("nonsense")

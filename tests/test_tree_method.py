@@ -63,7 +63,7 @@ def measurement(lanes: LaneInfo, traffic: Dict[str, Tuple[float, float]], last: 
     return CycleMeasurement(
         time=900.0, cycle_length=90.0, lanes=lanes, mean_vehicles=veh, mean_halting=np.zeros(n),
         mean_speed=speed, last_vehicles=veh.copy(), last_halting=np.zeros(n), entered=veh.copy(),
-        arrived=0, departed=0, running=int(veh.sum()),
+        arrived=0, running=int(veh.sum()),
         last_durations={k: np.asarray(v, dtype=float) for k, v in last.items()},
     )
 

@@ -14,6 +14,7 @@ from typing import Dict, Mapping, Sequence
 import numpy as np
 
 from src.network.phases import PhasePlan
+from src.params import ParameterError
 
 
 @dataclass(frozen=True)
@@ -27,11 +28,20 @@ class CycleTiming:
         return self.cycle_length - num_phases * self.yellow_time
 
     def check(self, max_phases: int) -> None:
+        """Raise ParameterError when the network's busiest junction cannot fit in the cycle."""
         if self.green_budget(max_phases) < max_phases * self.min_green:
-            raise ValueError(
-                f"cycle length {self.cycle_length:g} s is too short for {max_phases} phases with "
-                f"{self.yellow_time:g} s yellow and {self.min_green:g} s minimum green"
+            needed = max_phases * (self.yellow_time + self.min_green)
+            raise ParameterError(
+                f"--cycle-length: invalid value {self.cycle_length:g}; this network has junctions with "
+                f"{max_phases} phases, which need at least {needed:g} s with {self.yellow_time:g} s yellow "
+                f"and {self.min_green:g} s minimum green"
             )
+
+
+def check_cycle_fits(plans: Mapping[str, PhasePlan], timing: CycleTiming) -> None:
+    """Every junction's phases, yellows and minimum greens fit in the cycle (ParameterError if not)."""
+    if plans:
+        timing.check(max(p.num_phases for p in plans.values()))
 
 
 def proportions_to_durations(proportions: Sequence[float], timing: CycleTiming) -> np.ndarray:
@@ -74,8 +84,7 @@ class SignalActuator:
     def __init__(self, plans: Mapping[str, PhasePlan], timing: CycleTiming) -> None:
         self.plans = dict(plans)
         self.timing = timing
-        if self.plans:
-            timing.check(max(p.num_phases for p in self.plans.values()))
+        check_cycle_fits(plans, timing)
 
     def apply(self, api, durations: Mapping[str, Sequence[float]]) -> None:
         """Install one cycle of G0,y0,G1,y1,... for each junction and start it at phase 0."""

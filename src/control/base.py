@@ -15,7 +15,7 @@ from typing import Dict, List, Mapping, Sequence
 
 import numpy as np
 
-from src.control.actuator import CycleTiming, SignalActuator, equal_durations
+from src.control.actuator import CycleTiming, equal_durations
 from src.network.phases import PhasePlan
 
 DEFAULT_SAMPLE_INTERVAL_S = 5
@@ -52,7 +52,6 @@ class CycleMeasurement:
     last_halting: np.ndarray
     entered: np.ndarray
     arrived: int
-    departed: int
     running: int
     last_durations: Dict[str, np.ndarray]
 
@@ -119,20 +118,21 @@ def run_cycle(
     sampler.reset()
     start = sim.getTime()
     stop = min(start + cycle_length, end_time)
-    arrived = departed = 0
+    arrived = 0
+    now = start
     next_sample = start + sample_interval
-    while sim.getTime() < stop - 1e-9:
+    while now < stop - 1e-9:
         api.simulationStep()
+        now = sim.getTime()
         arrived += sim.getArrivedNumber()
-        departed += sim.getDepartedNumber()
-        if sim.getTime() >= next_sample - 1e-9:
+        if now >= next_sample - 1e-9:
             sampler.sample()
             next_sample += sample_interval
     if sampler.samples == 0:
         sampler.sample()
     mean_veh, mean_halt, mean_speed = sampler.means()
     return CycleMeasurement(
-        time=sim.getTime(),
+        time=now,
         cycle_length=cycle_length,
         lanes=sampler.lanes,
         mean_vehicles=mean_veh,
@@ -142,7 +142,6 @@ def run_cycle(
         last_halting=sampler.last_halting.copy(),
         entered=sampler.entered.copy(),
         arrived=arrived,
-        departed=departed,
         running=sim.getMinExpectedNumber(),
         last_durations=dict(last_durations),
     )
@@ -178,10 +177,6 @@ class SignalController(ABC):
     @abstractmethod
     def decide(self, measurement: CycleMeasurement) -> Dict[str, np.ndarray]:
         """Green durations per junction for the next cycle."""
-
-
-def make_actuator(plans: Mapping[str, PhasePlan], timing: CycleTiming) -> SignalActuator:
-    return SignalActuator(plans, timing)
 
 
 def phase_lane_indices(plan: PhasePlan, lanes: LaneInfo) -> List[Sequence[tuple]]:

@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Callable, Dict, Optional
 
 from src.control import CycleTiming, LaneInfo, LaneSampler, SignalActuator, create_controller, run_cycle
+from src.control.actuator import check_cycle_fits
 from src.control.base import DEFAULT_SAMPLE_INTERVAL_S
 from src.metrics import METRIC_NAMES, compute_trip_metrics
 from src.network import build_network
 from src.network.artifacts import NetworkArtifacts
 from src.network.phases import read_phase_plans
-from src.params import SimulationParams
+from src.params import ParameterError, SimulationParams
 from src.sumo_integration.simulation import SumoSimulation
 from src.traffic import generate_traffic
 
@@ -85,13 +86,19 @@ def run_simulation(
 
     plans = read_phase_plans(network.net_file)
     timing = CycleTiming(control.cycle_length, control.yellow_time, control.min_green)
+    check_cycle_fits(plans, timing)
     options = dict(controller_options or {})
     if control.traffic_control == "rl":
         options.setdefault("model_path", control.model_path)
         options.setdefault("network_dir", network.directory)
     if control.traffic_control == "tree_method":
         options.setdefault("speed_factor", control.tree_method_speed_factor)
-    controller = create_controller(control.traffic_control, plans, timing, **options)
+    try:
+        controller = create_controller(control.traffic_control, plans, timing, **options)
+    except (OSError, ValueError) as err:  # a model that cannot be found, read or run on this network
+        if isinstance(err, ParameterError):
+            raise
+        raise SimulationError(f"--traffic_control {control.traffic_control}: {err}") from None
     end_time = float(params.traffic.end_time)
     sim = SumoSimulation(
         network.net_file,

@@ -66,6 +66,7 @@ class TrafficControlEnv(gym.Env):
         sample_interval: float = DEFAULT_SAMPLE_INTERVAL_S,
     ) -> None:
         super().__init__()
+        self.sample_interval = float(sample_interval)
         self.env_params = env_params
         self.params = parse_simulation_params(env_params)
         self.scenario_name = scenario_name
@@ -86,6 +87,7 @@ class TrafficControlEnv(gym.Env):
                     raise ValueError(f"env {scenario_name}: {key} size {value} differs from the network's {network_dimensions[key]}")
         self.observation_space = gym.spaces.Box(0.0, 1.0, shape=(self.extractor.size,), dtype=np.float32)
         self.action_space = gym.spaces.Box(-ACTION_BOUND, ACTION_BOUND, shape=(self.extractor.action_size,), dtype=np.float32)
+        self._owns_work_dir = work_dir is None  # a temporary folder is removed again by close()
         self.work_dir = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix=f"env_{scenario_name}_"))
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.route_file = self.work_dir / "routes.rou.xml"
@@ -93,6 +95,7 @@ class TrafficControlEnv(gym.Env):
         self._planned = self.traffic_summary.departures
         self.end_time = float(self.params.traffic.end_time)
         self.sim: Optional[SumoSimulation] = None
+        self.last_measurement = None
         self.episode = 0
         self._durations: Dict[str, np.ndarray] = {}
         self._np_random_cycle = np.random.default_rng(self.params.sumo_seed)
@@ -128,9 +131,6 @@ class TrafficControlEnv(gym.Env):
         self.sampler = LaneSampler(self.sim.api, LaneInfo.from_plans(self.sim.api, self.plans),
                                    track_entered="inflow" in self.extractor.features["edge"])
         self.extractor.reset()
-        self._durations = self.actuator.durations_from_proportions(
-            {tls: np.ones(p.num_phases) for tls, p in self.plans.items()}
-        )
         self._episode_reward = 0.0
         return self.extractor.empty_observation(), {"scenario": self.scenario_name, "cycle_length": self.timing.cycle_length}
 
@@ -140,9 +140,10 @@ class TrafficControlEnv(gym.Env):
         proportions = self.extractor.action_to_proportions(action)
         self._durations = self.actuator.durations_from_proportions(proportions)
         self.actuator.apply(self.sim.api, self._durations)
-        m = run_cycle(self.sim.api, self.sampler, self.timing.cycle_length, DEFAULT_SAMPLE_INTERVAL_S, self._durations, self.end_time)
+        m = run_cycle(self.sim.api, self.sampler, self.timing.cycle_length, self.sample_interval, self._durations, self.end_time)
+        self.last_measurement = m
         obs = np.clip(self.extractor.observe(m), 0.0, 1.0)
-        reward = compute_reward(self.reward_function, self.reward_params, m, self.extractor.junction_view(m))
+        reward = compute_reward(self.reward_function, self.reward_params, m, self.extractor.last_junction_view)
         self._episode_reward += reward
         terminated = m.time >= self.end_time - 1e-9
         info: Dict[str, Any] = {"scenario": self.scenario_name, "sim_time": m.time, "arrived": m.arrived}
@@ -173,4 +174,6 @@ class TrafficControlEnv(gym.Env):
 
     def close(self) -> None:
         self._close_sim()
+        if self._owns_work_dir:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
         super().close()

@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from src.params import ParameterError
 from src.tracking.store import REPO_ROOT
 
 logger = logging.getLogger(__name__)
@@ -174,94 +175,101 @@ def run_training(args: argparse.Namespace, mode: str, config=None, source_files:
     model_dir = models_dir / f"{model_name}_{stamp}"
     model_dir.mkdir(parents=True, exist_ok=True)
     save_experiment(replace(config, scenarios=scenarios), model_dir / "resolved_config.yaml")
-    _add_file_logging(model_dir / "train.log")
-    logger.info("model folder: %s", model_dir)
-
-    # One network for every group of this run; a resumed model must fit it before anything starts.
-    network_dir = build_shared_network(network_params_string(config), model_dir / "network")
-    resume_path = None
-    resumed = None
-    if args.resume_from:
-        try:
-            resumed = resolve_model_uri(args.resume_from, args.tracking_uri)
-            dims = network_dimensions(network_dir, config.features or None)
-            check_compatible(read_model_metadata(resumed.local_path), dims["observation"], dims["action"],
-                             f"--resume-from {args.resume_from}")
-        except (ModelResolutionError, FileNotFoundError, IncompatibleModelError) as err:
-            raise UserError(str(err)) from None
-        resume_path = resumed.local_path
-        logger.info("resuming from %s (%s)", args.resume_from, resume_path)
-
-    run = None
-    if not args.no_mlflow:
-        from src.tracking.run import TrainingRun, flatten, git_commit
-
-        run = TrainingRun(args.experiment_name or config.experiment_name or network_name,
-                          run_name=f"{model_name}_{stamp}", tracking_uri=args.tracking_uri)
-        run.log_params(flatten({k: v for k, v in config.to_dict().items() if k not in ("scenarios", "source_files")}))
-        run.log_params({"scenario_names": ",".join(names), "num_scenarios": len(names), "mode": mode})
-        run.set_tags({
-            "batch": args.batch_name or batch_default,
-            "scenarios": ",".join(names),
-            "git_commit": git_commit(),
-            "mode": mode,
-            "model_dir": str(model_dir),
-            "resumed_from": args.resume_from,
-            "resumed_from_run_id": resumed.run_id if resumed else None,
-            "resumed_from_model_version": f"{resumed.registered_name}/{resumed.version}" if resumed and resumed.version else None,
-        })
-        run.log_config(config.to_dict(), scenarios, source_files, model_dir)
-
-    groups = [scenarios]
-    if mode == "server" and not single_env and len(scenarios) > int(config.parallel_envs):
-        slots = int(config.parallel_envs)
-        groups = [scenarios[k:k + slots] for k in range(0, len(scenarios), slots)]
-        logger.warning("%d scenarios exceed %d parallel slots: training in %d consecutive groups of at most %d envs "
-                       "(%d steps each), one model", len(scenarios), slots, len(groups), slots,
-                       int(config.total_timesteps) // len(groups))
-    status = "FAILED"
-    results = []
+    file_log = _add_file_logging(model_dir / "train.log")
     try:
-        with _SigtermFlag() as sigterm:
-            current = resume_path
-            for k, group in enumerate(groups):
-                group_config = replace(config, scenarios=group,
-                                       total_timesteps=max(int(config.total_timesteps) // len(groups), 1))
-                group_dir = model_dir if len(groups) == 1 else model_dir / f"group_{k}"
-                try:
-                    result = train_rl_policy(
-                        group_config, group_dir, resume_from=current,
-                        metrics_sink=run.metrics if run else None,
-                        on_checkpoint=(lambda p: run.log_artifact(p, "checkpoints")) if run else None,
-                        output_formats=_output_formats(group_dir, run),
-                        stop_flag=sigterm, in_process=single_env, network_dir=network_dir,
-                    )
-                except IncompatibleModelError as err:
-                    raise UserError(str(err)) from None
-                results.append(result)
-                current = result.model_path
-                if sigterm.raised:
-                    break
-            final_path = model_dir / "final_model.zip"
-            if current != final_path:
-                import shutil
+        logger.info("model folder: %s", model_dir)
 
-                shutil.copy2(current, final_path)
-        version = None
-        if run is not None:
-            run.log_artifacts(model_dir / "network", "network")
-            run.metrics.add(results[-1].num_timesteps, {"final/num_timesteps": results[-1].num_timesteps})
-            version, model_uri = run.log_policy(final_path, model_name)
-            run.set_tags({"registered_model": model_name, "registered_version": version,
-                          "interrupted": sigterm.raised, "policy_model_uri": model_uri})
-        status = "KILLED" if sigterm.raised else "FINISHED"
-        outcome = TrainingOutcome(model_dir, final_path, run.run_id if run else None, version,
-                                  results[-1].num_timesteps, results[0].start_timesteps, sigterm.raised, results)
-        _print_summary(outcome, model_name, run)
-        return outcome
+        # One network for every group of this run; a resumed model must fit it before anything starts.
+        try:
+            network_dir = build_shared_network(network_params_string(config), model_dir / "network", config.cycle_lengths)
+        except ParameterError as err:
+            raise UserError(str(err)) from None
+        resume_path = None
+        resumed = None
+        if args.resume_from:
+            try:
+                resumed = resolve_model_uri(args.resume_from, args.tracking_uri)
+                dims = network_dimensions(network_dir, config.features or None)
+                check_compatible(read_model_metadata(resumed.local_path), dims["observation"], dims["action"],
+                                 f"--resume-from {args.resume_from}")
+            except (ModelResolutionError, FileNotFoundError, IncompatibleModelError) as err:
+                raise UserError(str(err)) from None
+            resume_path = resumed.local_path
+            logger.info("resuming from %s (%s)", args.resume_from, resume_path)
+
+        run = None
+        if not args.no_mlflow:
+            from src.tracking.run import TrainingRun, flatten, git_commit
+
+            run = TrainingRun(args.experiment_name or config.experiment_name or network_name,
+                              run_name=f"{model_name}_{stamp}", tracking_uri=args.tracking_uri)
+            run.log_params(flatten({k: v for k, v in config.to_dict().items() if k not in ("scenarios", "source_files")}))
+            run.log_params({"scenario_names": ",".join(names), "num_scenarios": len(names), "mode": mode})
+            run.set_tags({
+                "batch": args.batch_name or batch_default,
+                "scenarios": ",".join(names),
+                "git_commit": git_commit(),
+                "mode": mode,
+                "model_dir": str(model_dir),
+                "resumed_from": args.resume_from,
+                "resumed_from_run_id": resumed.run_id if resumed else None,
+                "resumed_from_model_version": f"{resumed.registered_name}/{resumed.version}" if resumed and resumed.version else None,
+            })
+            run.log_config(config.to_dict(), scenarios, source_files, model_dir)
+
+        groups = [scenarios]
+        if mode == "server" and not single_env and len(scenarios) > int(config.parallel_envs):
+            slots = int(config.parallel_envs)
+            groups = [scenarios[k:k + slots] for k in range(0, len(scenarios), slots)]
+            logger.warning("%d scenarios exceed %d parallel slots: training in %d consecutive groups of at most %d envs "
+                           "(%d steps each), one model", len(scenarios), slots, len(groups), slots,
+                           int(config.total_timesteps) // len(groups))
+        status = "FAILED"
+        results = []
+        try:
+            with _SigtermFlag() as sigterm:
+                current = resume_path
+                for k, group in enumerate(groups):
+                    group_config = replace(config, scenarios=group,
+                                           total_timesteps=max(int(config.total_timesteps) // len(groups), 1))
+                    group_dir = model_dir if len(groups) == 1 else model_dir / f"group_{k}"
+                    try:
+                        result = train_rl_policy(
+                            group_config, group_dir, resume_from=current,
+                            metrics_sink=run.metrics if run else None,
+                            on_checkpoint=(lambda p: run.log_artifact(p, "checkpoints")) if run else None,
+                            output_formats=_output_formats(group_dir, run),
+                            stop_flag=sigterm, in_process=single_env, network_dir=network_dir,
+                        )
+                    except IncompatibleModelError as err:
+                        raise UserError(str(err)) from None
+                    results.append(result)
+                    current = result.model_path
+                    if sigterm.raised:
+                        break
+                final_path = model_dir / "final_model.zip"
+                if current != final_path:
+                    import shutil
+
+                    shutil.copy2(current, final_path)
+            version = None
+            if run is not None:
+                run.log_artifacts(model_dir / "network", "network")
+                run.metrics.add(results[-1].num_timesteps, {"final/num_timesteps": results[-1].num_timesteps})
+                version, model_uri = run.log_policy(final_path, model_name)
+                run.set_tags({"registered_model": model_name, "registered_version": version,
+                              "interrupted": sigterm.raised, "policy_model_uri": model_uri})
+            status = "KILLED" if sigterm.raised else "FINISHED"
+            outcome = TrainingOutcome(model_dir, final_path, run.run_id if run else None, version,
+                                      results[-1].num_timesteps, results[0].start_timesteps, sigterm.raised, results)
+            _print_summary(outcome, model_name, run)
+            return outcome
+        finally:
+            if run is not None:
+                run.end(status)
     finally:
-        if run is not None:
-            run.end(status)
+        logging.getLogger().removeHandler(file_log)
+        file_log.close()
 
 
 def _output_formats(folder: Path, run) -> list:
@@ -275,10 +283,11 @@ def _output_formats(folder: Path, run) -> list:
     return formats
 
 
-def _add_file_logging(path: Path) -> None:
+def _add_file_logging(path: Path) -> logging.Handler:
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)
+    return handler
 
 
 def _print_summary(outcome: TrainingOutcome, model_name: str, run) -> None:

@@ -94,7 +94,7 @@ REWARD_FUNCTIONS: Dict[str, RewardFunction] = {
     "multi_objective": RewardFunction(
         "multi_objective",
         _multi_objective,
-        {"throughput_weight": 1.0, "waiting_weight": 0.5, "queue_weight": 0.0, "pressure_weight": 0.0, "speed_weight": 0.5},
+        {"throughput_weight": 1.0, "waiting_time_weight": 0.5, "queue_weight": 0.0, "pressure_weight": 0.0, "speed_weight": 0.5},
     ),
 }
 

@@ -177,6 +177,9 @@ class FeatureExtractor:
         for k, tls in enumerate(self.tls_ids):
             self.phase_mask[k, : self.plans[tls].num_phases] = True
         self._edge_of_lane: Optional[np.ndarray] = None
+        self._phase_links: Optional[List[List[Sequence[tuple]]]] = None
+        #: The junction view of the last observed cycle (rewards read it instead of recomputing).
+        self.last_junction_view: Optional[JunctionView] = None
         self._prev_density = np.zeros(len(self.edge_ids))
 
     @property
@@ -222,11 +225,13 @@ class FeatureExtractor:
         durations = np.zeros((len(self.tls_ids), self.max_phases))
         pressure = np.zeros_like(durations)
         queue = m.last_vehicles
+        if self._phase_links is None:  # lane indices are fixed by the network: resolve once
+            self._phase_links = [phase_lane_indices(self.plans[tls], m.lanes) for tls in self.tls_ids]
         for k, tls in enumerate(self.tls_ids):
             d = m.last_durations.get(tls)
             if d is not None:
                 durations[k, : len(d)] = d
-            for p, links in enumerate(phase_lane_indices(self.plans[tls], m.lanes)):
+            for p, links in enumerate(self._phase_links[k]):
                 pressure[k, p] = sum(queue[i] - queue[o] for i, o in links)
         return JunctionView(durations, pressure, self.phase_mask, m.cycle_length)
 
@@ -235,6 +240,7 @@ class FeatureExtractor:
             self.vehicle_scale = max(float(m.lanes.lengths.sum()) / JAM_SPACING_M, 1.0)
         edges = self._edge_view(m)
         junctions = self.junction_view(m)
+        self.last_junction_view = junctions
         parts = [EDGE_FEATURES[f](edges, junctions) for f in self.features["edge"]]
         parts += [JUNCTION_FEATURES[f](edges, junctions) for f in self.features["junction"]]
         parts.append(np.array([NETWORK_FEATURES[f](edges, junctions, m, self.vehicle_scale) for f in self.features["network"]]))

@@ -22,7 +22,9 @@ from stable_baselines3.common.utils import ConstantSchedule
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
 from src.cli import parse_simulation_params
+from src.control.actuator import CycleTiming, check_cycle_fits
 from src.network import build_network
+from src.network.phases import read_phase_plans
 from src.rl.environment import TrafficControlEnv, network_dimensions
 from src.rl.traffic_analysis import resolved_features
 from src.rl.utils import check_compatible, read_model_metadata, write_model_metadata
@@ -34,11 +36,19 @@ logger = logging.getLogger(__name__)
 # --- environments -------------------------------------------------------------------------
 
 
-def build_shared_network(network_params: str, out_dir: Path) -> Path:
-    """Build the network of a batch once; every env gets this folder's path."""
+def build_shared_network(network_params: str, out_dir: Path, cycle_lengths: Sequence[int] = ()) -> Path:
+    """Build the network of a batch once; every env gets this folder's path.
+
+    Raises ParameterError when a cycle length (of `network_params` or `cycle_lengths`) is too
+    short for the phases of the network's junctions, before any env starts.
+    """
     params = parse_simulation_params(network_params)
     c = params.control
-    build_network(params.network, Path(out_dir), yellow_time=c.yellow_time, min_green=c.min_green, cycle_length=c.cycle_length)
+    network = build_network(params.network, Path(out_dir), yellow_time=c.yellow_time, min_green=c.min_green,
+                            cycle_length=c.cycle_length)
+    plans = read_phase_plans(network.net_file)
+    for cycle in {c.cycle_length, *cycle_lengths}:
+        check_cycle_fits(plans, CycleTiming(float(cycle), float(c.yellow_time), float(c.min_green)))
     return Path(out_dir)
 
 
@@ -338,7 +348,7 @@ def train_rl_policy(
     scenario_names = list(scenario_names or [f"scenario{k}" for k in range(len(env_params_list))])
 
     if network_dir is None:
-        network_dir = build_shared_network(network_params_string(config), model_dir / "network")
+        network_dir = build_shared_network(network_params_string(config), model_dir / "network", config.cycle_lengths)
     features = config.features or None
     dims = network_dimensions(network_dir, features)
     logger.info("network: %d signals, up to %d phases, %d edges -> observation size %d, action size %d",
@@ -358,6 +368,7 @@ def train_rl_policy(
         if batch_size != int(config.batch_size):
             logger.info("batch_size %d > n_steps x envs = %d: using %d", config.batch_size, rollout, batch_size)
         metadata = {
+            "lr_horizon": int(metadata_total_horizon(resume_from, int(config.total_timesteps))),
             "features": resolved_features(features),
             "cycle_lengths": list(config.cycle_lengths),
             "cycle_strategy": config.cycle_strategy,
@@ -404,8 +415,11 @@ def train_rl_policy(
             model.set_logger(Logger(folder=str(model_dir), output_formats=list(output_formats)))
 
         total = int(config.total_timesteps)
+        # Schedules run on the global step: a resumed batch continues where the last one stopped
+        # (linear decay spans the first batch's total_timesteps, then stays at lr_final).
+        total_horizon = int(metadata_total_horizon(resume_from, total))
         lr_fn = lambda step: learning_rate_at(step, float(config.learning_rate), config.lr_schedule,  # noqa: E731
-                                              float(config.lr_final), float(config.lr_decay_rate), start_steps + total)
+                                              float(config.lr_final), float(config.lr_decay_rate), total_horizon)
         ent_fn = None
         if config.ent_schedule:
             ent_fn = lambda step: entropy_at(step, float(config.ent_initial), float(config.ent_final),  # noqa: E731
@@ -435,7 +449,7 @@ def train_rl_policy(
             callbacks.append(_StopFlagCallback(stop_flag))
         callbacks.extend(extra_callbacks)
         model.learn(total_timesteps=total, callback=CallbackList(callbacks), reset_num_timesteps=resume_from is None,
-                    log_interval=1)
+                    log_interval=int(config.log_interval))
         if stop_flag is not None and stop_flag():
             checkpoint_cb.save_now()  # interrupted (SIGTERM): keep the state at the stop as a checkpoint
         final = model_dir / "final_model.zip"
@@ -457,6 +471,15 @@ def train_rl_policy(
         vec_env.close()
         if eval_env is not None:
             eval_env.close()
+
+
+def metadata_total_horizon(resume_from: Optional[Path], total_timesteps: int) -> int:
+    """Steps over which a linear learning rate decays: set by the first batch, kept by resumes."""
+    if resume_from is not None:
+        horizon = read_model_metadata(Path(resume_from)).get("lr_horizon")
+        if horizon:
+            return int(horizon)
+    return int(total_timesteps)
 
 
 class _StopFlagCallback(BaseCallback):
