@@ -29,17 +29,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(REPO_ROOT))
 
+from src.rl.pipeline import optional  # noqa: E402  (after the path set-up above)
+
 DEFAULT_CONTROLLERS = "fixed,actuated,max_pressure,tree_method"
-
-
-def _optional(kind):
-    """A value, or None for an empty string (how `mlflow run` passes an unset parameter)."""
-
-    def parse(text: str):
-        return None if str(text).strip() in ("", "None", "none") else kind(text)
-
-    parse.__name__ = kind.__name__
-    return parse
 
 
 def _positive(text: str) -> int:
@@ -60,31 +52,31 @@ class _OneLineParser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(prog="rl/evaluate.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     what = parser.add_argument_group("what to evaluate (YAML configs, or SUMO files)")
-    what.add_argument("--network", type=_optional(str), help="network config YAML (rl/configs/network/*.yaml)")
-    what.add_argument("--scenarios", type=_optional(str), help="scenarios config YAML (rl/configs/scenarios/*.yaml)")
-    what.add_argument("--execution", type=_optional(str), default=None,
+    what.add_argument("--network", type=optional(str), help="network config YAML (rl/configs/network/*.yaml)")
+    what.add_argument("--scenarios", type=optional(str), help="scenarios config YAML (rl/configs/scenarios/*.yaml)")
+    what.add_argument("--execution", type=optional(str), default=None,
                       help="execution config YAML for end_time and sumo_seed (default: engine defaults)")
-    what.add_argument("--scenario", action="append", default=None, metavar="NAME", type=_optional(str),
+    what.add_argument("--scenario", action="append", default=None, metavar="NAME", type=optional(str),
                       help="evaluate only this scenario (repeatable, or a comma list)")
-    what.add_argument("--net-file", dest="net_file", type=_optional(str), help="a SUMO .net.xml instead of --network")
-    what.add_argument("--route-files", dest="route_files", type=_optional(str),
+    what.add_argument("--net-file", dest="net_file", type=optional(str), help="a SUMO .net.xml instead of --network")
+    what.add_argument("--route-files", dest="route_files", type=optional(str),
                       help="comma list of SUMO route files instead of --scenarios; each is a scenario named after its file")
     how = parser.add_argument_group("how")
-    how.add_argument("--controllers", default=DEFAULT_CONTROLLERS, type=_optional(str),
+    how.add_argument("--controllers", default=DEFAULT_CONTROLLERS, type=optional(str),
                      help=f"comma list of fixed, actuated, max_pressure, tree_method, rl (default {DEFAULT_CONTROLLERS})")
-    how.add_argument("--model", type=_optional(str), default=None,
+    how.add_argument("--model", type=optional(str), default=None,
                      help="policy for rl: a .zip path, runs:/<run_id>/<path>, models:/<name>/<version|latest> or models:/<name>@<alias>")
-    how.add_argument("--repeats", type=_optional(_positive), default=3, help="runs per scenario and controller (SUMO seeds differ)")
-    how.add_argument("--end-time", dest="end_time", type=_optional(_positive), default=None,
+    how.add_argument("--repeats", type=optional(_positive), default=3, help="runs per scenario and controller (SUMO seeds differ)")
+    how.add_argument("--end-time", dest="end_time", type=optional(_positive), default=None,
                      help="simulated seconds (default: the execution file's end_time; 3600 with --net-file)")
-    how.add_argument("--seed", type=_optional(int), default=None, help="SUMO seed of the first repeat (default: config sumo_seed, 0)")
-    how.add_argument("--workers", type=_optional(_positive), default=None, help=f"worker processes (default: CPU count, {os.cpu_count()})")
+    how.add_argument("--seed", type=optional(int), default=None, help="SUMO seed of the first repeat (default: config sumo_seed, 0)")
+    how.add_argument("--workers", type=optional(_positive), default=None, help=f"worker processes (default: CPU count, {os.cpu_count()})")
     out = parser.add_argument_group("output")
-    out.add_argument("--output-dir", dest="output_dir", type=_optional(str), default=None,
+    out.add_argument("--output-dir", dest="output_dir", type=optional(str), default=None,
                      help="where runs, CSV and chart go (default outputs/evaluation_<name>_<time>)")
-    out.add_argument("--experiment-name", dest="experiment_name", type=_optional(str), default=None,
+    out.add_argument("--experiment-name", dest="experiment_name", type=optional(str), default=None,
                      help="MLflow experiment (default evaluation_<network name>)")
-    out.add_argument("--tracking-uri", dest="tracking_uri", type=_optional(str), default=None,
+    out.add_argument("--tracking-uri", dest="tracking_uri", type=optional(str), default=None,
                      help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///<repo>/mlflow.db)")
     out.add_argument("--no-mlflow", dest="no_mlflow", action="store_true", help="do not log to MLflow")
     out.add_argument("--verbose", action="store_true", help="debug logging")

@@ -28,10 +28,7 @@ def main() -> int:
     try:
         config = load_experiment(args.experiment, overrides=overrides_from(args))
         run_training(args, mode="server", config=config, source_files=config.source_files)
-    except (ConfigError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except UserError as err:
+    except (ConfigError, FileNotFoundError, UserError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

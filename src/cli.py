@@ -139,7 +139,8 @@ def create_argument_parser() -> argparse.ArgumentParser:
     control.add_argument(*_opt("model-path"), dest="model_path", default=None,
                          help="trained policy for --traffic_control rl: a .zip path, runs:/ or models:/ URI")
     control.add_argument(*_opt("tree-method-speed-factor"), dest="tree_method_speed_factor", type=_positive_float("--tree-method-speed-factor"),
-                         default=1.2, help="Tree Method: a link is loaded below this factor x its speed of maximum flow")
+                         default=P.DEFAULT_TREE_METHOD_SPEED_FACTOR,
+                         help="Tree Method: a link is loaded below this factor x its speed of maximum flow")
 
     run = parser.add_argument_group("run")
     run.add_argument(*_opt("sumo-seed"), dest="sumo_seed", type=_non_negative_int("--sumo-seed"), default=P.DEFAULT_SUMO_SEED)

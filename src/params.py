@@ -46,6 +46,7 @@ DEFAULT_CYCLE_LENGTH = 90
 DEFAULT_MIN_GREEN = 5
 DEFAULT_YELLOW_TIME = 3
 DEFAULT_SUMO_SEED = 0
+DEFAULT_TREE_METHOD_SPEED_FACTOR = 1.2  # a link is loaded below this x its speed of maximum flow
 
 # Reference values of the vehicle classes (length m, max speed m/s).
 PASSENGER_LENGTH_M, PASSENGER_MAX_SPEED = 5.0, 13.9
@@ -214,7 +215,7 @@ class ControlParams:
     min_green: int = DEFAULT_MIN_GREEN
     yellow_time: int = DEFAULT_YELLOW_TIME
     model_path: Optional[str] = None
-    tree_method_speed_factor: float = 1.2
+    tree_method_speed_factor: float = DEFAULT_TREE_METHOD_SPEED_FACTOR
 
 
 @dataclass(frozen=True)

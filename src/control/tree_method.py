@@ -101,6 +101,7 @@ import numpy as np
 from src.control.actuator import CycleTiming, equal_durations
 from src.control.base import CycleMeasurement, LaneInfo, SignalController
 from src.network.phases import PhasePlan
+from src.params import DEFAULT_TREE_METHOD_SPEED_FACTOR
 
 #: Jam density [veh/km/lane].
 K_MAX = 150.0
@@ -108,7 +109,7 @@ K_MAX = 150.0
 M = 0.8
 L = 2.8
 #: Default multiplier of the speed at maximum flow below which a link is congested.
-DEFAULT_SPEED_FACTOR = 1.2
+DEFAULT_SPEED_FACTOR = DEFAULT_TREE_METHOD_SPEED_FACTOR
 #: Junction total cost bounds [veh*min] and the baby step [s] below each bound (last: above).
 STEP_COST_BOUNDS_VEH_MIN: Tuple[float, ...] = (10.0, 30.0, 100.0, 300.0, 1000.0)
 STEP_SIZES_S: Tuple[float, ...] = (2.0, 4.0, 6.0, 10.0, 15.0, 20.0)

@@ -650,8 +650,7 @@ def log_evaluation_to_mlflow(
     from mlflow import MlflowClient
     from mlflow.entities import Param, RunTag
 
-    from src.tracking.run import MetricsBuffer, git_commit
-    from src.tracking.store import ensure_store
+    from src.tracking.run import MetricsBuffer, git_commit, start_run
 
     out_dir = Path(out_dir)
     manifest = json.loads((out_dir / MANIFEST_FILE).read_text()) if (out_dir / MANIFEST_FILE).is_file() else {}
@@ -668,9 +667,7 @@ def log_evaluation_to_mlflow(
     if model is not None and (not model_info or model_info.get("uri") != str(model)):
         model_info = _resolve_model(model, tracking_uri)
 
-    uri = ensure_store(tracking_uri)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
+    parent, uri = start_run(experiment_name, f"evaluation_{time.strftime('%Y%m%d_%H%M%S')}", tracking_uri)
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     if model_info and not model_info.get("run_id"):
         model_info = dict(model_info, run_id=_find_source_run(client, Path(model_info["local_path"])))
@@ -686,11 +683,6 @@ def log_evaluation_to_mlflow(
             values[name] = float(row[column])
         return values
 
-    if os.environ.get("MLFLOW_RUN_ID"):
-        parent = mlflow.start_run()
-    else:
-        mlflow.set_experiment(experiment_name)
-        parent = mlflow.start_run(run_name=f"evaluation_{time.strftime('%Y%m%d_%H%M%S')}")
     parent_id = parent.info.run_id
     status = "FAILED"
     try:

@@ -23,20 +23,6 @@ from src.rl.utils import check_compatible, read_model_metadata
 logger = logging.getLogger(__name__)
 
 
-def resolve_model_file(model: str) -> Path:
-    """A local .zip path as is; `runs:/` and `models:/` URIs through the tracking store."""
-    if str(model).startswith(("runs:/", "models:/")):
-        from src.tracking.registry import resolve_model_uri
-
-        return resolve_model_uri(str(model)).local_path
-    path = Path(model)
-    if not path.is_file() and path.with_suffix(".zip").is_file():
-        path = path.with_suffix(".zip")
-    if not path.is_file():
-        raise FileNotFoundError(f"--model-path: {model} does not exist")
-    return path
-
-
 class RLController(SignalController):
     name = "rl"
 
@@ -50,7 +36,9 @@ class RLController(SignalController):
     ) -> None:
         from stable_baselines3 import PPO
 
-        self.model_file = resolve_model_file(model_path)
+        from src.tracking.registry import resolve_model_uri
+
+        self.model_file = resolve_model_uri(str(model_path)).local_path
         metadata = read_model_metadata(self.model_file)
         cycle = (metadata.get("cycle_lengths") or [timing.cycle_length])[0]
         timing = CycleTiming(float(cycle), float(metadata.get("yellow_time", timing.yellow_time)),

@@ -47,7 +47,7 @@ class UserError(Exception):
     """A mistake the user can fix (config, path, URI, incompatible model): printed as one line."""
 
 
-def _optional(kind):
+def optional(kind):
     """Parse a value, or None for an empty string (how `mlflow run` passes an unset param)."""
 
     def parse(text: str):
@@ -61,21 +61,21 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     for role in CONFIG_ROLES:
         parser.add_argument(f"--{role}", default=DEFAULT_CONFIGS[role], help=f"{role} config YAML (default {DEFAULT_CONFIGS[role]})")
     over = parser.add_argument_group("overrides (win over the YAML files)")
-    over.add_argument("--timesteps", type=_optional(int), help="total PPO steps of this invocation")
-    over.add_argument("--parallel-envs", dest="parallel_envs", type=_optional(int))
-    over.add_argument("--end-time", dest="end_time", type=_optional(int), help="simulated seconds per episode")
-    over.add_argument("--checkpoint-freq", dest="checkpoint_freq", type=_optional(int))
-    over.add_argument("--eval-freq", dest="eval_freq", type=_optional(int), help="0 disables evaluation and early stopping")
-    over.add_argument("--n-steps", dest="n_steps", type=_optional(int))
-    over.add_argument("--batch-size", dest="batch_size", type=_optional(int))
-    over.add_argument("--learning-rate", dest="learning_rate", type=_optional(float))
-    over.add_argument("--seed", type=_optional(int))
-    parser.add_argument("--resume-from", dest="resume_from", type=_optional(str), default=None,
+    over.add_argument("--timesteps", type=optional(int), help="total PPO steps of this invocation")
+    over.add_argument("--parallel-envs", dest="parallel_envs", type=optional(int))
+    over.add_argument("--end-time", dest="end_time", type=optional(int), help="simulated seconds per episode")
+    over.add_argument("--checkpoint-freq", dest="checkpoint_freq", type=optional(int))
+    over.add_argument("--eval-freq", dest="eval_freq", type=optional(int), help="0 disables evaluation and early stopping")
+    over.add_argument("--n-steps", dest="n_steps", type=optional(int))
+    over.add_argument("--batch-size", dest="batch_size", type=optional(int))
+    over.add_argument("--learning-rate", dest="learning_rate", type=optional(float))
+    over.add_argument("--seed", type=optional(int))
+    parser.add_argument("--resume-from", dest="resume_from", type=optional(str), default=None,
                         help="continue a model: a .zip path, runs:/<run_id>/<path>, models:/<name>/<version|latest> or models:/<name>@<alias>")
-    parser.add_argument("--model-name", dest="model_name", type=_optional(str), default=None, help="model folder prefix and registered model name")
-    parser.add_argument("--experiment-name", dest="experiment_name", type=_optional(str), default=None, help="MLflow experiment (default: network file name)")
-    parser.add_argument("--batch-name", dest="batch_name", type=_optional(str), default=None, help="tag for this batch (default: scenarios file name)")
-    parser.add_argument("--tracking-uri", dest="tracking_uri", type=_optional(str), default=None,
+    parser.add_argument("--model-name", dest="model_name", type=optional(str), default=None, help="model folder prefix and registered model name")
+    parser.add_argument("--experiment-name", dest="experiment_name", type=optional(str), default=None, help="MLflow experiment (default: network file name)")
+    parser.add_argument("--batch-name", dest="batch_name", type=optional(str), default=None, help="tag for this batch (default: scenarios file name)")
+    parser.add_argument("--tracking-uri", dest="tracking_uri", type=optional(str), default=None,
                         help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///<repo>/mlflow.db)")
     parser.add_argument("--no-mlflow", dest="no_mlflow", action="store_true", help="train without tracking")
     parser.add_argument("--models-dir", dest="models_dir", default=None, help="where model folders go (default rl/models)")
@@ -215,7 +215,7 @@ def run_training(args: argparse.Namespace, mode: str, config=None, source_files:
                 "resumed_from_run_id": resumed.run_id if resumed else None,
                 "resumed_from_model_version": f"{resumed.registered_name}/{resumed.version}" if resumed and resumed.version else None,
             })
-            run.log_config(config.to_dict(), scenarios, source_files, model_dir)
+            run.log_config(model_dir / "resolved_config.yaml", scenarios, source_files, model_dir)
 
         groups = [scenarios]
         if mode == "server" and not single_env and len(scenarios) > int(config.parallel_envs):

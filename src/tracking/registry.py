@@ -48,6 +48,8 @@ def resolve_model_uri(uri: str, tracking_uri: Optional[str] = None) -> ResolvedM
         path = Path(text)
         if path.is_dir():
             path = _find_policy(path, text)
+        elif not path.exists() and Path(f"{text}.zip").is_file():  # SB3 style: the name without .zip
+            path = Path(f"{text}.zip")
         if not path.is_file():
             raise ModelResolutionError(f"--resume-from/--model-path: file {text!r} does not exist")
         return ResolvedModel(uri=text, local_path=path)

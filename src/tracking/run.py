@@ -104,19 +104,23 @@ def flatten(data: Any, prefix: str = "") -> Dict[str, str]:
     return items
 
 
+def start_run(experiment_name: str, run_name: str, tracking_uri: Optional[str] = None):
+    """Open an MLflow run on the chosen store (registry included); under `mlflow run`, its run."""
+    uri = ensure_store(tracking_uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    if os.environ.get("MLFLOW_RUN_ID"):  # started by `mlflow run`: its run and experiment
+        return mlflow.start_run(), uri
+    mlflow.set_experiment(experiment_name)
+    return mlflow.start_run(run_name=run_name), uri
+
+
 class TrainingRun:
     """Lifecycle of the MLflow run of one training invocation."""
 
     def __init__(self, experiment_name: str, run_name: str, tracking_uri: Optional[str] = None) -> None:
-        self.tracking_uri = ensure_store(tracking_uri)
-        mlflow.set_tracking_uri(self.tracking_uri)
-        mlflow.set_registry_uri(self.tracking_uri)
+        self.run, self.tracking_uri = start_run(experiment_name, run_name, tracking_uri)
         self.client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
-        if os.environ.get("MLFLOW_RUN_ID"):  # started by `mlflow run`: its run and experiment
-            self.run = mlflow.start_run()
-        else:
-            mlflow.set_experiment(experiment_name)
-            self.run = mlflow.start_run(run_name=run_name)
         self.run_id = self.run.info.run_id
         self.metrics = MetricsBuffer(self.client, self.run_id)
         logger.info("MLflow run %s in experiment %r (%s)", self.run_id, experiment_name, self.tracking_uri)
@@ -137,13 +141,13 @@ class TrainingRun:
         if entries:
             self.client.log_batch(self.run_id, tags=entries)
 
-    def log_config(self, resolved: Mapping[str, Any], scenarios: Sequence[Mapping[str, Any]],
+    def log_config(self, resolved_config_file: Path, scenarios: Sequence[Mapping[str, Any]],
                    source_files: Mapping[str, str], out_dir: Path) -> None:
+        """The resolved config (the model folder's own file), the scenario list and the source files."""
         config_dir = Path(out_dir) / "config"
         config_dir.mkdir(parents=True, exist_ok=True)
-        (config_dir / "resolved_config.yaml").write_text(yaml.safe_dump(dict(resolved), sort_keys=False))
         (config_dir / "scenarios.yaml").write_text(yaml.safe_dump({"scenarios": [dict(s) for s in scenarios]}, sort_keys=False))
-        self.client.log_artifact(self.run_id, str(config_dir / "resolved_config.yaml"), "config")
+        self.client.log_artifact(self.run_id, str(resolved_config_file), "config")
         self.client.log_artifact(self.run_id, str(config_dir / "scenarios.yaml"), "config")
         for role, path in source_files.items():
             if path and Path(path).is_file():
