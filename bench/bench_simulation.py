@@ -16,13 +16,12 @@ measurements alternate (CLI, sumo, CLI, sumo, ...); the best of N of each is com
 from __future__ import annotations
 
 import shlex
-import shutil
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (Ratio, Report, add_size_arguments, alternate, base_parser, count_trips, heavy_scenario,  # noqa: E402
+from common import (finish, Ratio, Report, add_size_arguments, alternate, base_parser, count_trips, heavy_scenario,  # noqa: E402
                     plain_sumo_command, quick_scenario, reps_of, run_json_worker, run_plain_sumo, work_dir)
 
 TARGET_SIMULATE = "<= 1.10"
@@ -85,10 +84,7 @@ def main() -> int:
                      f"imports, prepare, simulate, metrics: {min(process):.2f} s"))
     if any(a != b for a, b in zip(report.samples["trips_plain"], report.samples["trips_cli"])):
         report.note(f"trip records differ between CLI and plain runs: {report.samples['trips_cli']} vs {report.samples['trips_plain']}")
-    report.save()
-    if not args.keep:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return 0
+    return finish(report, tmp, args.keep)
 
 
 if __name__ == "__main__":

@@ -21,13 +21,12 @@ Training: grid3_small network, first scenario of small_mixed, ppo_small, laptop 
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import REPO, Ratio, Report, alternate, base_parser, reps_of, run_json_worker, work_dir  # noqa: E402
+from common import REPO, finish, Ratio, Report, alternate, base_parser, reps_of, run_json_worker, work_dir  # noqa: E402
 
 TARGET = "<= 1.02"
 #: MLflow calls that grow with the length of training; the others happen once per run.
@@ -104,10 +103,7 @@ def main() -> int:
     for name, seconds in sorted(costs.items(), key=lambda kv: -kv[1]):
         calls = cheapest["tracking_calls"].get(name, 0)
         report.add(Ratio(f"    {name}", seconds / best_plain, None, f"{seconds * 1000:.0f} ms, {calls} calls"))
-    report.save()
-    if not args.keep:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return 0
+    return finish(report, tmp, args.keep)
 
 
 if __name__ == "__main__":

@@ -18,14 +18,13 @@ informative), plus the whole-run shares.
 
 from __future__ import annotations
 
-import shutil
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (Ratio, Report, add_size_arguments, base_parser, heavy_scenario, quick_scenario,  # noqa: E402
+from common import (finish, Ratio, Report, add_size_arguments, base_parser, heavy_scenario, quick_scenario,  # noqa: E402
                     TimedApi, stderr_to_file, work_dir)
 
 
@@ -131,10 +130,7 @@ def main() -> int:
                      f"sampling {sample_total:.2f} s, signal updates {apply_total:.2f} s"))
     report.add(Ratio("tree-method run loop / SUMO stepping, whole run", run_s / step_total, None,
                      f"{run_s:.2f} s / {step_total:.2f} s"))
-    report.save()
-    if not args.keep:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return 0
+    return finish(report, tmp, args.keep)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import platform
 import resource
 import shlex
 import subprocess
+import shutil
 import sys
 import tempfile
 import time
@@ -345,3 +346,11 @@ def parallel_capacity(work: int = 20_000_000) -> Dict[str, float]:
         p.join()
     parallel = time.perf_counter() - t0
     return {"serial_s": serial, "parallel_s": parallel, "speedup": serial / parallel, "_time": parallel}
+
+
+def finish(report: "Report", tmp: Path, keep: bool) -> int:
+    """Save the report, remove the temporary folder unless kept; the script's exit code."""
+    report.save()
+    if not keep:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
