@@ -75,11 +75,9 @@ def main() -> int:
     report.add(Ratio("fixed-controller simulation / plain sumo", min(simulate) / best_plain, TARGET_SIMULATE, detail))
     report.add(Ratio("build network + routes / plain sumo", min(prepare) / best_plain, TARGET_PREPARE,
                      f"best of {reps}: {min(prepare):.2f} s / {best_plain:.2f} s"))
-    cpu_sim = [r["simulate_cpu_s"] for r in runs["cli"]]
-    cpu_plain = [r["cpu_s"] for r in runs["plain"]]
-    report.samples.update(cli_simulate_cpu_s=cpu_sim, plain_sumo_cpu_s=cpu_plain)
-    report.add(Ratio("  CPU time: fixed-controller simulation / plain sumo", min(cpu_sim) / min(cpu_plain), None,
-                     f"user + system: {min(cpu_sim):.2f} s / {min(cpu_plain):.2f} s"))
+    report.add_cpu_ratio("fixed-controller simulation / plain sumo",
+                         "cli_simulate_cpu_s", [r["simulate_cpu_s"] for r in runs["cli"]],
+                         "plain_sumo_cpu_s", [r["cpu_s"] for r in runs["plain"]])
     report.add(Ratio("whole CLI process / plain sumo", min(process) / best_plain, None,
                      f"imports, prepare, simulate, metrics: {min(process):.2f} s"))
     if any(a != b for a, b in zip(report.samples["trips_plain"], report.samples["trips_cli"])):

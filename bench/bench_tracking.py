@@ -78,11 +78,9 @@ def main() -> int:
                       "tracking_calls": best["tracking_calls"], "run_ids": [r["run_id"] for r in runs["tracked"]]}
     report.add(Ratio("training with MLflow tracking / without", min(tracked) / best_plain, TARGET,
                      f"best of {reps}: {min(tracked):.2f} s / {best_plain:.2f} s, {timesteps} steps"))
-    cpu_plain = [r["run_training_cpu_s"] for r in runs["untracked"]]
-    cpu_tracked = [r["run_training_cpu_s"] for r in runs["tracked"]]
-    report.samples.update(untracked_cpu_s=cpu_plain, tracked_cpu_s=cpu_tracked)
-    report.add(Ratio("  CPU time: training with tracking / without", min(cpu_tracked) / min(cpu_plain), None,
-                     f"user + system: {min(cpu_tracked):.2f} s / {min(cpu_plain):.2f} s"))
+    report.add_cpu_ratio("training with tracking / without",
+                         "tracked_cpu_s", [r["run_training_cpu_s"] for r in runs["tracked"]],
+                         "untracked_cpu_s", [r["run_training_cpu_s"] for r in runs["untracked"]])
     direct = [sum(r["tracking_costs_s"].values()) for r in runs["tracked"]]
     cheapest = min(runs["tracked"], key=lambda r: sum(r["tracking_costs_s"].values()))
     costs = cheapest["tracking_costs_s"]  # the breakdown of the run with the smallest direct cost

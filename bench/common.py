@@ -240,6 +240,12 @@ class Report:
         print(ratio.line(unit), flush=True)
         return ratio
 
+    def add_cpu_ratio(self, label: str, key_a: str, cpu_a: List[float], key_b: str, cpu_b: List[float]) -> Ratio:
+        """Record both CPU-time samples and add the best-of ratio a / b (less sensitive to other load)."""
+        self.samples.update({key_a: cpu_a, key_b: cpu_b})
+        return self.add(Ratio(f"  CPU time: {label}", min(cpu_a) / min(cpu_b), None,
+                              f"user + system: {min(cpu_a):.2f} s / {min(cpu_b):.2f} s"))
+
     def note(self, text: str) -> None:
         self.notes.append(text)
         print(f"  note: {text}", flush=True)
