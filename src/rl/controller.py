@@ -45,7 +45,7 @@ class RLController(SignalController):
                              float(metadata.get("min_green", timing.min_green)))
         super().__init__(plans, timing)
         self.extractor = FeatureExtractor(plans, metadata.get("features"))
-        self.track_entered = "inflow" in self.extractor.features["edge"]
+        self.track_entered = self.extractor.needs_entered
         check_compatible(metadata, self.extractor.size, self.extractor.action_size, f"model {self.model_file}")
         self.model = PPO.load(str(self.model_file), device="cpu")
         if self.model.observation_space.shape != (self.extractor.size,):

@@ -129,7 +129,7 @@ class TrafficControlEnv(gym.Env):
         self.episode += 1
         self.actuator = SignalActuator(self.plans, self.timing)
         self.sampler = LaneSampler(self.sim.api, LaneInfo.from_plans(self.sim.api, self.plans),
-                                   track_entered="inflow" in self.extractor.features["edge"])
+                                   track_entered=self.extractor.needs_entered)
         self.extractor.reset()
         self._episode_reward = 0.0
         return self.extractor.empty_observation(), {"scenario": self.scenario_name, "cycle_length": self.timing.cycle_length}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import signal
 import sys
 from dataclasses import dataclass, field, replace
@@ -249,8 +250,6 @@ def run_training(args: argparse.Namespace, mode: str, config=None, source_files:
                         break
                 final_path = model_dir / "final_model.zip"
                 if current != final_path:
-                    import shutil
-
                     shutil.copy2(current, final_path)
             version = None
             if run is not None:

@@ -191,6 +191,11 @@ class FeatureExtractor:
         )
 
     @property
+    def needs_entered(self) -> bool:
+        """Whether the lane sampler must count newly entered vehicles (the `inflow` feature)."""
+        return "inflow" in self.features["edge"]
+
+    @property
     def action_size(self) -> int:
         return len(self.tls_ids) * self.max_phases
 

@@ -367,8 +367,11 @@ def train_rl_policy(
         batch_size = min(int(config.batch_size), rollout)
         if batch_size != int(config.batch_size):
             logger.info("batch_size %d > n_steps x envs = %d: using %d", config.batch_size, rollout, batch_size)
+        # Schedules run on the global step: a resumed batch continues where the last one stopped
+        # (linear decay spans the first batch's total_timesteps, then stays at lr_final).
+        total_horizon = metadata_total_horizon(resume_from, int(config.total_timesteps))
         metadata = {
-            "lr_horizon": int(metadata_total_horizon(resume_from, int(config.total_timesteps))),
+            "lr_horizon": total_horizon,
             "features": resolved_features(features),
             "cycle_lengths": list(config.cycle_lengths),
             "cycle_strategy": config.cycle_strategy,
@@ -415,9 +418,6 @@ def train_rl_policy(
             model.set_logger(Logger(folder=str(model_dir), output_formats=list(output_formats)))
 
         total = int(config.total_timesteps)
-        # Schedules run on the global step: a resumed batch continues where the last one stopped
-        # (linear decay spans the first batch's total_timesteps, then stays at lr_final).
-        total_horizon = int(metadata_total_horizon(resume_from, total))
         lr_fn = lambda step: learning_rate_at(step, float(config.learning_rate), config.lr_schedule,  # noqa: E731
                                               float(config.lr_final), float(config.lr_decay_rate), total_horizon)
         ent_fn = None
