@@ -58,8 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="execution config YAML for end_time and sumo_seed (default: engine defaults)")
     what.add_argument("--scenario", action="append", default=None, metavar="NAME", type=optional(str),
                       help="evaluate only this scenario (repeatable, or a comma list)")
-    what.add_argument("--net-file", dest="net_file", type=optional(str), help="a SUMO .net.xml instead of --network")
-    what.add_argument("--route-files", dest="route_files", type=optional(str),
+    what.add_argument("--net-file", "--net_file", dest="net_file", type=optional(str), help="a SUMO .net.xml instead of --network")
+    what.add_argument("--route-files", "--route_files", dest="route_files", type=optional(str),
                       help="comma list of SUMO route files instead of --scenarios; each is a scenario named after its file")
     how = parser.add_argument_group("how")
     how.add_argument("--controllers", default=DEFAULT_CONTROLLERS, type=optional(str),
@@ -67,16 +67,16 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--model", type=optional(str), default=None,
                      help="policy for rl: a .zip path, runs:/<run_id>/<path>, models:/<name>/<version|latest> or models:/<name>@<alias>")
     how.add_argument("--repeats", type=optional(_positive), default=3, help="runs per scenario and controller (SUMO seeds differ)")
-    how.add_argument("--end-time", dest="end_time", type=optional(_positive), default=None,
+    how.add_argument("--end-time", "--end_time", dest="end_time", type=optional(_positive), default=None,
                      help="simulated seconds (default: the execution file's end_time; 3600 with --net-file)")
     how.add_argument("--seed", type=optional(int), default=None, help="SUMO seed of the first repeat (default: config sumo_seed, 0)")
     how.add_argument("--workers", type=optional(_positive), default=None, help=f"worker processes (default: CPU count, {os.cpu_count()})")
     out = parser.add_argument_group("output")
-    out.add_argument("--output-dir", dest="output_dir", type=optional(str), default=None,
+    out.add_argument("--output-dir", "--output_dir", dest="output_dir", type=optional(str), default=None,
                      help="where runs, CSV and chart go (default outputs/evaluation_<name>_<time>)")
-    out.add_argument("--experiment-name", dest="experiment_name", type=optional(str), default=None,
+    out.add_argument("--experiment-name", "--experiment_name", dest="experiment_name", type=optional(str), default=None,
                      help="MLflow experiment (default evaluation_<network name>)")
-    out.add_argument("--tracking-uri", dest="tracking_uri", type=optional(str), default=None,
+    out.add_argument("--tracking-uri", "--tracking_uri", dest="tracking_uri", type=optional(str), default=None,
                      help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///<repo>/mlflow.db)")
     out.add_argument("--no-mlflow", dest="no_mlflow", action="store_true", help="do not log to MLflow")
     out.add_argument("--verbose", action="store_true", help="debug logging")

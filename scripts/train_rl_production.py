@@ -10,29 +10,25 @@ tracking, registered model) so old experiments stay reproducible.
 """
 
 import argparse
-import logging
 import sys
 
-from src.rl.pipeline import UserError, add_common_arguments, overrides_from, run_training
+from src.rl.experiment_config import ConfigError, load_experiment
+from src.rl.pipeline import EXIT_USER_ERROR, OneLineParser, add_common_arguments, main, overrides_from
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def run() -> int:
+    parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--experiment", required=True, help="monolithic experiment YAML")
     add_common_arguments(parser)
     parser.add_argument("--single-env", dest="single_env", action="store_true", help="all envs in this process")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    from src.rl.experiment_config import ConfigError, load_experiment
-
     try:
         config = load_experiment(args.experiment, overrides=overrides_from(args))
-        run_training(args, mode="server", config=config, source_files=config.source_files)
-    except (ConfigError, FileNotFoundError, UserError) as err:
+    except (ConfigError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+        return EXIT_USER_ERROR
+    return main(args, mode="server", config=config, source_files=config.source_files)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

@@ -161,23 +161,33 @@ def test_local_script_trains_first_scenario_in_one_env(tmp_path, mlflow_store):
     assert "mlflow ui --backend-store-uri" in proc.stdout
 
 
-def test_mlflow_run_local_entry_point(tmp_path, mlflow_store):
+def test_mlflow_run_local_entry_point_logs_values_that_ran(tmp_path, mlflow_store):
+    """`mlflow run` without --experiment-name: training lands in the network's experiment under
+    our run name, and no param is an empty string (overrides are extra params)."""
     mlflow_bin = Path(python()).with_name("mlflow")
     proc = subprocess.run(
-        [str(mlflow_bin), "run", ".", "-e", "local", "--env-manager", "local", "--experiment-name", "mlproject_test",
+        [str(mlflow_bin), "run", ".", "-e", "local", "--env-manager", "local",
          "-P", "execution=rl/configs/execution/quick_test.yaml", "-P", "timesteps=16", "-P", "end_time=360",
-         "-P", "model_name=mlproject_policy"],
+         "-P", "model_name=mlproject_policy", "-P", "models_dir=" + str(tmp_path / "models")],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
         env=subprocess_env(MLFLOW_TRACKING_URI=mlflow_store,  # as with the venv activated
                            PATH=f"{mlflow_bin.parent}{os.pathsep}{os.environ.get('PATH', '')}"))
     assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-3000:])
     client = MlflowClient(tracking_uri=mlflow_store)
-    experiment = client.get_experiment_by_name("mlproject_test")
+    experiment = client.get_experiment_by_name("grid3_small")
     runs = client.search_runs([experiment.experiment_id])
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
-    assert runs[0].data.params["timesteps"] == "16"  # the project param, logged by mlflow run
-    assert "model/final_model.zip" in artifact_paths(mlflow_store, runs[0].info.run_id)
-    assert client.get_model_version("mlproject_policy", "1").run_id == runs[0].info.run_id
+    run = runs[0]
+    assert run.info.run_name == "small_mixed_b0_0-32"  # batch, then the steps it really covered (a full rollout)
+    params = run.data.params
+    assert "" not in params.values(), {k: v for k, v in params.items() if v == ""}
+    assert params["total_timesteps"] == "16" and params["end_time"] == "360"
+    assert params["eval_freq"] == "0" and params["model_name"] == "mlproject_policy"  # quick_test.yaml, the -P value
+    launcher = client.get_run(run.data.tags["launcher_run_id"])
+    assert launcher.info.experiment_id == "0" and launcher.data.tags["training_run_id"] == run.info.run_id
+    assert "" not in launcher.data.params.values() and launcher.data.params["timesteps"] == "16"
+    assert "model/final_model.zip" in artifact_paths(mlflow_store, run.info.run_id)
+    assert client.get_model_version("mlproject_policy", "1").run_id == run.info.run_id
 
 
 def test_slurm_script_is_valid_bash():
@@ -218,7 +228,7 @@ def test_sigterm_saves_checkpoint_and_closes_run(tmp_path, mlflow_store):
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=300)
     output = "".join(lines) + out
-    assert proc.returncode == 0, output[-3000:]
+    assert proc.returncode == 3, output[-3000:]  # interrupted: the SLURM script and chains read this
     run = run_of(mlflow_store, run_id_from(output))
     assert run.info.status == "KILLED" and run.data.tags["interrupted"] == "True"
     checkpoints = [p for p in artifact_paths(mlflow_store, run.info.run_id) if p.startswith("checkpoints/")]

@@ -9,11 +9,11 @@
 import argparse
 import sys
 
-from src.rl.pipeline import add_common_arguments, main
+from src.rl.pipeline import OneLineParser, add_common_arguments, main
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_arguments(parser)
     parser.add_argument("--all-scenarios", dest="all_scenarios", action="store_true",
                         help="train on every scenario of the file (one env each) instead of the first")

@@ -8,11 +8,11 @@ SIGTERM (SLURM's warning before the time limit) saves a checkpoint and closes th
 import argparse
 import sys
 
-from src.rl.pipeline import add_common_arguments, main
+from src.rl.pipeline import OneLineParser, add_common_arguments, main
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_arguments(parser)
     parser.add_argument("--single-env", dest="single_env", action="store_true",
                         help="run all envs in this process instead of one process per scenario")

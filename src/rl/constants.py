@@ -114,6 +114,10 @@ DEFAULT_MODELS_DIR = "rl/models"
 DEFAULT_DEVICE = "cpu"
 DEFAULT_LOG_INTERVAL = 1
 DEFAULT_SUMO_SEED = P.DEFAULT_SUMO_SEED
+# A worker whose env step (one cycle, or an episode reset with route generation) takes longer
+# is treated as stuck: killed and restarted. Generous: a heavy reset takes tens of seconds.
+DEFAULT_ENV_STEP_TIMEOUT_S = 600.0
+DEFAULT_MAX_ENV_RESTARTS = 3  # per env and run; one more failure ends the run with a checkpoint
 
 DEVICE_PATTERN = r"cpu|auto|mps|cuda(:\d+)?"
 
@@ -146,7 +150,7 @@ EXECUTION_KEYS: FrozenSet[str] = frozenset({
     "total_timesteps", "checkpoint_freq", "eval_freq", "n_eval_episodes",
     "early_stopping_patience", "early_stopping_min_delta", "end_time", "parallel_envs",
     "single_env", "experiment_name", "model_name", "models_dir", "device", "log_interval",
-    "sumo_seed",
+    "sumo_seed", "env_step_timeout_s", "max_env_restarts",
 }) | ALGORITHM_EXECUTION_SHARED_KEYS
 
 # Top-level keys each file may hold.

@@ -362,6 +362,8 @@ KEY_CHECKS: Dict[str, Callable[[Any], Any]] = {
     "device": _text(pattern=C.DEVICE_PATTERN, what="a torch device: cpu, cuda, cuda:N, mps or auto"),
     "log_interval": _int(1),
     "sumo_seed": _int(0),
+    "env_step_timeout_s": _float(0, low_open=True),
+    "max_env_restarts": _int(0),
 }
 
 SCENARIO_CHECKS: Dict[str, Callable[[Any], Any]] = {
@@ -487,6 +489,8 @@ class ExperimentConfig:
     device: str = C.DEFAULT_DEVICE
     log_interval: int = C.DEFAULT_LOG_INTERVAL
     sumo_seed: int = C.DEFAULT_SUMO_SEED
+    env_step_timeout_s: float = C.DEFAULT_ENV_STEP_TIMEOUT_S
+    max_env_restarts: int = C.DEFAULT_MAX_ENV_RESTARTS
     # provenance (not compared, not saved as keys): the files read, and which one set each key
     source_files: Dict[str, str] = field(default_factory=dict, compare=False)
     key_sources: Dict[str, str] = field(default_factory=dict, compare=False, repr=False)

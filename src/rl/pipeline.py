@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import secrets
 import shutil
 import signal
 import sys
@@ -16,8 +18,22 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from stable_baselines3.common.logger import CSVOutputFormat, HumanOutputFormat
+
+from src.locations import LocationError, check_writable_dir
 from src.params import ParameterError
-from src.tracking.store import REPO_ROOT
+from src.rl.environment import network_dimensions
+from src.rl.experiment_config import ConfigError, load_modular_config, network_params_string, save_experiment
+from src.rl.training import TrainingResult, build_shared_network, policy_kwargs_from, train_rl_policy
+from src.rl.utils import IncompatibleModelError, load_checked_model, read_model_metadata
+from src.rl.vec_env import EnvWorkerError
+from src.tracking.lineage import (BatchPlan, LineageError, chain_alias, new_chain_id, plan_chain_batch,
+                                  version_tags)
+from src.tracking.registry import ModelResolutionError, resolve_model_uri
+from src.tracking.run import MLflowOutputFormat, TrainingRun, flatten, git_commit
+from src.tracking.store import REPO_ROOT, check_artifact_location, ensure_store, resolve_tracking_uri
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +60,17 @@ OVERRIDE_FLAGS = {
 }
 
 
+#: Exit codes of the training scripts (the SLURM script and chains rely on them).
+EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 3
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad option as one line (no usage block), exit 2."""
+
+    def error(self, message: str) -> None:  # noqa: D102
+        self.exit(EXIT_USER_ERROR, f"error: {message} (see --help)\n")
+
+
 class UserError(Exception):
     """A mistake the user can fix (config, path, URI, incompatible model): printed as one line."""
 
@@ -58,28 +85,38 @@ def optional(kind):
     return parse
 
 
+def _flag(parser, name: str, **kwargs) -> None:
+    """An option spelt both `--end-time` and `--end_time` (how `mlflow run -P end_time=...` passes it)."""
+    spellings = [f"--{name}"] + ([f"--{name.replace('-', '_')}"] if "-" in name else [])
+    parser.add_argument(*spellings, dest=name.replace("-", "_"), **kwargs)
+
+
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     for role in CONFIG_ROLES:
         parser.add_argument(f"--{role}", default=DEFAULT_CONFIGS[role], help=f"{role} config YAML (default {DEFAULT_CONFIGS[role]})")
     over = parser.add_argument_group("overrides (win over the YAML files)")
-    over.add_argument("--timesteps", type=optional(int), help="total PPO steps of this invocation")
-    over.add_argument("--parallel-envs", dest="parallel_envs", type=optional(int))
-    over.add_argument("--end-time", dest="end_time", type=optional(int), help="simulated seconds per episode")
-    over.add_argument("--checkpoint-freq", dest="checkpoint_freq", type=optional(int))
-    over.add_argument("--eval-freq", dest="eval_freq", type=optional(int), help="0 disables evaluation and early stopping")
-    over.add_argument("--n-steps", dest="n_steps", type=optional(int))
-    over.add_argument("--batch-size", dest="batch_size", type=optional(int))
-    over.add_argument("--learning-rate", dest="learning_rate", type=optional(float))
-    over.add_argument("--seed", type=optional(int))
-    parser.add_argument("--resume-from", dest="resume_from", type=optional(str), default=None,
-                        help="continue a model: a .zip path, runs:/<run_id>/<path>, models:/<name>/<version|latest> or models:/<name>@<alias>")
-    parser.add_argument("--model-name", dest="model_name", type=optional(str), default=None, help="model folder prefix and registered model name")
-    parser.add_argument("--experiment-name", dest="experiment_name", type=optional(str), default=None, help="MLflow experiment (default: network file name)")
-    parser.add_argument("--batch-name", dest="batch_name", type=optional(str), default=None, help="tag for this batch (default: scenarios file name)")
-    parser.add_argument("--tracking-uri", dest="tracking_uri", type=optional(str), default=None,
-                        help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///<repo>/mlflow.db)")
+    _flag(over, "timesteps", type=optional(int), help="total PPO steps of this invocation")
+    _flag(over, "parallel-envs", type=optional(int))
+    _flag(over, "end-time", type=optional(int), help="simulated seconds per episode")
+    _flag(over, "checkpoint-freq", type=optional(int))
+    _flag(over, "eval-freq", type=optional(int), help="0 disables evaluation and early stopping")
+    _flag(over, "n-steps", type=optional(int))
+    _flag(over, "batch-size", type=optional(int))
+    _flag(over, "learning-rate", type=optional(float))
+    _flag(over, "seed", type=optional(int))
+    _flag(parser, "resume-from", type=optional(str), default=None,
+          help="continue a model: a .zip path, runs:/<run_id>/<path>, models:/<name>/<version|latest> or models:/<name>@<alias>")
+    _flag(parser, "model-name", type=optional(str), default=None, help="model folder prefix and registered model name")
+    _flag(parser, "experiment-name", type=optional(str), default=None, help="MLflow experiment (default: network file name)")
+    _flag(parser, "batch-name", type=optional(str), default=None, help="tag for this batch (default: scenarios file name)")
+    _flag(parser, "chain-id", type=optional(str), default=None,
+          help="this run is one batch of a chain: tags, the chain-<id> alias, and where it resumes from (see README)")
+    _flag(parser, "batch-index", type=optional(int), default=None,
+          help="position of this batch in its chain (0 first); batch K resumes from batch K-1's complete version")
+    _flag(parser, "tracking-uri", type=optional(str), default=None,
+          help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///<repo>/mlflow.db)")
     parser.add_argument("--no-mlflow", dest="no_mlflow", action="store_true", help="train without tracking")
-    parser.add_argument("--models-dir", dest="models_dir", default=None, help="where model folders go (default rl/models)")
+    _flag(parser, "models-dir", type=optional(str), default=None, help="where model folders go (default rl/models)")
 
 
 def overrides_from(args: argparse.Namespace) -> Dict[str, Any]:
@@ -87,38 +124,62 @@ def overrides_from(args: argparse.Namespace) -> Dict[str, Any]:
             if getattr(args, flag, None) is not None}
 
 
+class TrainingInterrupted(Exception):
+    """SIGTERM/SIGINT arrived before training started: nothing was trained, nothing to save."""
+
+
+class TrainingFailed(Exception):
+    """Training ended with an error after saving what it had (one-line message)."""
+
+
 @dataclass
 class TrainingOutcome:
-    model_dir: Path
-    model_path: Path
+    model_dir: Optional[Path]
+    model_path: Optional[Path]
     run_id: Optional[str]
     registered_version: Optional[str]
     num_timesteps: int
     start_timesteps: int
     interrupted: bool
     results: List[Any] = field(default_factory=list)
+    already_complete: bool = False
 
 
-class _SigtermFlag:
-    """SLURM sends SIGTERM before the time limit: finish the step, checkpoint, close the run."""
+class StopSignals:
+    """SIGTERM (scancel, preemption, SLURM's time-limit warning) and SIGINT (Ctrl-C) set a flag.
+
+    Installed before anything else, so a signal at any moment ends the run the same way:
+    training stops at the next step, the model in memory is saved and registered, and the
+    MLflow run ends KILLED. Env workers ignore both signals (see `src.rl.vec_env`).
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self) -> None:
-        self.raised = False
-        self._previous = None
+        self.raised: Optional[str] = None
+        self._previous: Dict[int, Any] = {}
 
-    def __enter__(self) -> "_SigtermFlag":
+    def __enter__(self) -> "StopSignals":
         def handler(signum, frame):
-            logger.warning("SIGTERM received: stopping after this step, saving a checkpoint")
-            self.raised = True
+            if self.raised is None:
+                logger.warning("%s received: stopping after this step and saving a checkpoint",
+                               signal.Signals(signum).name)
+            self.raised = signal.Signals(signum).name
 
-        self._previous = signal.signal(signal.SIGTERM, handler)
+        for sig in self.SIGNALS:
+            self._previous[sig] = signal.signal(sig, handler)
         return self
 
     def __exit__(self, *exc) -> None:
-        signal.signal(signal.SIGTERM, self._previous or signal.SIG_DFL)
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
 
     def __call__(self) -> bool:
-        return self.raised
+        return self.raised is not None
+
+    def check(self, where: str) -> None:
+        if self.raised:
+            raise TrainingInterrupted(f"{self.raised} {where}")
 
 
 def _resolve_paths(args: argparse.Namespace) -> Dict[str, Path]:
@@ -133,8 +194,6 @@ def _resolve_paths(args: argparse.Namespace) -> Dict[str, Path]:
 
 def load_config(args: argparse.Namespace):
     """The five config files of `args` merged with its overrides; UserError on any config mistake."""
-    from src.rl.experiment_config import ConfigError, load_modular_config
-
     paths = _resolve_paths(args)
     try:
         config = load_modular_config(*(paths[r] for r in CONFIG_ROLES), overrides=overrides_from(args))
@@ -143,141 +202,262 @@ def load_config(args: argparse.Namespace):
     return config, {role: str(path) for role, path in paths.items()}
 
 
-def run_training(args: argparse.Namespace, mode: str, config=None, source_files: Optional[Dict[str, str]] = None) -> TrainingOutcome:
-    """Run one training invocation. `mode` is "local" (one env by default) or "server".
+def _unique_model_dir(models_dir: Path, model_name: str) -> Path:
+    """`<models_dir>/<name>_<stamp>_<hex>`: runs started in the same second never share a folder."""
+    stamp = datetime.now().strftime("%Y%m%d_%H%M%S")
+    while True:
+        candidate = models_dir / f"{model_name}_{stamp}_{secrets.token_hex(3)}"
+        try:
+            candidate.mkdir(parents=True, exist_ok=False)
+            return candidate
+        except FileExistsError:
+            continue
 
-    `config` (with its `source_files`) replaces the five files of `args` (the legacy
-    monolithic experiment files use this).
-    """
-    from src.rl.environment import network_dimensions
-    from src.rl.experiment_config import network_params_string, save_experiment
-    from src.rl.training import build_shared_network, train_rl_policy
-    from src.rl.utils import IncompatibleModelError, check_compatible, read_model_metadata
-    from src.tracking.registry import ModelResolutionError, resolve_model_uri
 
+@dataclass
+class _Plan:
+    """Everything decided and checked before a run starts."""
+
+    config: Any
+    source_files: Dict[str, str]
+    scenarios: List[Dict[str, Any]]
+    single_env: bool
+    model_name: str
+    batch: str
+    experiment: str
+    store: Optional[str]
+    models_dir: Path
+    chain: Optional[BatchPlan] = None
+    resume_uri: Optional[str] = None
+    resumed: Any = None
+    resumed_steps: int = 0
+
+
+def _prepare(args: argparse.Namespace, mode: str, config, source_files) -> _Plan:
+    """Read and check everything a user can get wrong; UserError (one line) before any side effect."""
     if config is None:
         config, source_files = load_config(args)
     source_files = dict(source_files or {})
     first_source = Path(next(iter(source_files.values()), "experiment"))
     network_name = Path(source_files.get("network", first_source)).stem
-    batch_default = Path(source_files.get("scenarios", first_source)).stem
-
     scenarios = list(config.scenarios)
     if mode == "local" and not getattr(args, "all_scenarios", False):
         scenarios = scenarios[:1]
-    names = [s["name"] for s in scenarios]
     single_env = bool(getattr(args, "single_env", False) or (mode == "local" and config.single_env))
-
+    if len(scenarios) == 1:
+        single_env = True  # one env always runs in this process
     model_name = args.model_name or config.model_name or network_name
-    stamp = datetime.now().strftime("%Y%m%d_%H%M%S")
     models_dir = Path(args.models_dir or config.models_dir)
     if not models_dir.is_absolute():
         models_dir = REPO_ROOT / models_dir
-    model_dir = models_dir / f"{model_name}_{stamp}"
-    model_dir.mkdir(parents=True, exist_ok=True)
-    save_experiment(replace(config, scenarios=scenarios), model_dir / "resolved_config.yaml")
+    # The run's params are the config: it must hold what the command line chose.
+    config = replace(config, model_name=model_name, models_dir=str(models_dir),
+                     experiment_name=args.experiment_name or config.experiment_name or network_name)
+    plan = _Plan(config, source_files, scenarios, single_env, model_name,
+                 args.batch_name or Path(source_files.get("scenarios", first_source)).stem,
+                 config.experiment_name, None, models_dir)
+    try:
+        check_writable_dir(models_dir, "the models folder")
+        if not args.no_mlflow:
+            plan.store = ensure_store(args.tracking_uri)
+            check_artifact_location(plan.store, plan.experiment)
+    except LocationError as err:
+        raise UserError(str(err)) from None
+    except MlflowException as err:
+        raise UserError(f"MLflow store {resolve_tracking_uri(args.tracking_uri)}: {_first_line(err)}") from None
+
+    plan.resume_uri = args.resume_from
+    chain_id = getattr(args, "chain_id", None)
+    if chain_id:
+        if plan.store is None:
+            raise UserError("--chain-id needs MLflow tracking (the chain lives in the model registry); drop --no-mlflow")
+        client = MlflowClient(tracking_uri=plan.store, registry_uri=plan.store)
+        try:
+            plan.chain = plan_chain_batch(client, model_name, chain_id, int(args.batch_index or 0), args.resume_from)
+        except LineageError as err:
+            raise UserError(str(err)) from None
+        plan.resume_uri = plan.chain.resume_uri
+    if plan.resume_uri and not (plan.chain and plan.chain.complete_version):
+        try:
+            plan.resumed = resolve_model_uri(plan.resume_uri, plan.store or args.tracking_uri)
+        except (ModelResolutionError, LocationError) as err:
+            raise UserError(str(err)) from None
+    return plan
+
+
+def _check_resumed_model(plan: _Plan, network_dir: Path) -> Dict[str, Any]:
+    """Load the whole resumed model and check it fits the network and the config's policy."""
+    dims = network_dimensions(network_dir, plan.config.features or None)
+    policy = policy_kwargs_from(plan.config.net_arch, plan.config.activation, plan.config.log_std_init)
+    try:
+        metadata = load_checked_model(plan.resumed.local_path, dims["observation"], dims["action"],
+                                      f"--resume-from {plan.resume_uri}", policy)
+    except (IncompatibleModelError, FileNotFoundError) as err:
+        raise UserError(str(err)) from None
+    return metadata
+
+
+def run_training(args: argparse.Namespace, mode: str, config=None, source_files: Optional[Dict[str, str]] = None) -> TrainingOutcome:
+    """Run one training invocation. `mode` is "local" (one env by default) or "server".
+
+    `config` (with its `source_files`) replaces the five files of `args` (the legacy
+    monolithic experiment files use this). Raises UserError before anything is written,
+    TrainingInterrupted when stopped before training, TrainingFailed after saving what it had.
+    """
+    with StopSignals() as stop:
+        plan = _prepare(args, mode, config, source_files)
+        if plan.chain and plan.chain.complete_version:
+            print(f"chain {plan.chain.chain_id!r} batch {plan.chain.batch_index} is already complete "
+                  f"(model {plan.model_name!r} version {plan.chain.complete_version}); nothing to train")
+            return TrainingOutcome(None, None, None, plan.chain.complete_version, 0, 0, False, already_complete=True)
+        stop.check("before the run started")
+        model_dir = _unique_model_dir(plan.models_dir, plan.model_name)
+        try:
+            network_dir = build_shared_network(network_params_string(plan.config), model_dir / "network",
+                                               plan.config.cycle_lengths)
+            metadata = _check_resumed_model(plan, network_dir) if plan.resumed else {}
+            stop.check("before the run started")
+        except ParameterError as err:
+            shutil.rmtree(model_dir, ignore_errors=True)
+            raise UserError(str(err)) from None
+        except BaseException:
+            shutil.rmtree(model_dir, ignore_errors=True)
+            raise
+        return _train(args, mode, plan, model_dir, network_dir, metadata, stop)
+
+
+def _train(args, mode: str, plan: _Plan, model_dir: Path, network_dir: Path, resumed_metadata: Dict[str, Any],
+           stop: StopSignals) -> TrainingOutcome:
+    config = plan.config
+    chain_id = (plan.chain.chain_id if plan.chain else None) or resumed_metadata.get("chain_id") \
+        or new_chain_id(plan.model_name)
+    if plan.chain:
+        batch_index = plan.chain.batch_index
+    else:
+        batch_index = int(resumed_metadata["batch_index"]) + 1 if "batch_index" in resumed_metadata else 0
+    start_steps = int(resumed_metadata.get("num_timesteps", 0))
+    target_steps = start_steps + int(config.total_timesteps)
+    if plan.chain and plan.chain.target_steps:  # a requeued batch trains only what is left
+        target_steps = plan.chain.target_steps
+        config = replace(config, total_timesteps=max(target_steps - start_steps, 1))
+    parent_version = plan.chain.parent_version if plan.chain else (plan.resumed.version if plan.resumed else None)
+    names = [s["name"] for s in plan.scenarios]
+    save_experiment(replace(config, scenarios=plan.scenarios, single_env=plan.single_env), model_dir / "resolved_config.yaml")
     file_log = _add_file_logging(model_dir / "train.log")
+    run = None
+    status = "FAILED"
     try:
         logger.info("model folder: %s", model_dir)
-
-        # One network for every group of this run; a resumed model must fit it before anything starts.
-        try:
-            network_dir = build_shared_network(network_params_string(config), model_dir / "network", config.cycle_lengths)
-        except ParameterError as err:
-            raise UserError(str(err)) from None
-        resume_path = None
-        resumed = None
-        if args.resume_from:
-            try:
-                resumed = resolve_model_uri(args.resume_from, args.tracking_uri)
-                dims = network_dimensions(network_dir, config.features or None)
-                check_compatible(read_model_metadata(resumed.local_path), dims["observation"], dims["action"],
-                                 f"--resume-from {args.resume_from}")
-            except (ModelResolutionError, FileNotFoundError, IncompatibleModelError) as err:
-                raise UserError(str(err)) from None
-            resume_path = resumed.local_path
-            logger.info("resuming from %s (%s)", args.resume_from, resume_path)
-
-        run = None
-        if not args.no_mlflow:
-            from src.tracking.run import TrainingRun, flatten, git_commit
-
-            run = TrainingRun(args.experiment_name or config.experiment_name or network_name,
-                              run_name=f"{model_name}_{stamp}", tracking_uri=args.tracking_uri)
-            run.log_params(flatten({k: v for k, v in config.to_dict().items() if k not in ("scenarios", "source_files")}))
+        if plan.resumed:
+            logger.info("resuming from %s (%s) at step %d", plan.resume_uri, plan.resumed.local_path, start_steps)
+        if plan.store is not None:
+            run = TrainingRun(plan.experiment, run_name=f"{plan.batch}_b{batch_index}_{start_steps}-{target_steps}",
+                              tracking_uri=plan.store)
+        if run is not None:
+            ran = replace(config, single_env=plan.single_env)
+            run.log_params(flatten({k: v for k, v in ran.to_dict().items() if k not in ("scenarios", "source_files")}))
             run.log_params({"scenario_names": ",".join(names), "num_scenarios": len(names), "mode": mode})
             run.set_tags({
-                "batch": args.batch_name or batch_default,
-                "scenarios": ",".join(names),
-                "git_commit": git_commit(),
-                "mode": mode,
-                "model_dir": str(model_dir),
-                "resumed_from": args.resume_from,
-                "resumed_from_run_id": resumed.run_id if resumed else None,
-                "resumed_from_model_version": f"{resumed.registered_name}/{resumed.version}" if resumed and resumed.version else None,
+                "batch": plan.batch, "scenarios": ",".join(names), "git_commit": git_commit(), "mode": mode,
+                "model_dir": str(model_dir), "chain_id": chain_id, "batch_index": batch_index,
+                "start_steps": start_steps, "batch_target_steps": target_steps,
+                "resumed_from": plan.resume_uri,
+                "resumed_from_run_id": plan.resumed.run_id if plan.resumed else None,
+                "resumed_from_model_version": f"{plan.resumed.registered_name}/{plan.resumed.version}"
+                if plan.resumed and plan.resumed.version else None,
+                "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
             })
-            run.log_config(model_dir / "resolved_config.yaml", scenarios, source_files, model_dir)
-
-        groups = [scenarios]
-        if mode == "server" and not single_env and len(scenarios) > int(config.parallel_envs):
-            slots = int(config.parallel_envs)
-            groups = [scenarios[k:k + slots] for k in range(0, len(scenarios), slots)]
-            logger.warning("%d scenarios exceed %d parallel slots: training in %d consecutive groups of at most %d envs "
-                           "(%d steps each), one model", len(scenarios), slots, len(groups), slots,
-                           int(config.total_timesteps) // len(groups))
-        status = "FAILED"
-        results = []
+            run.log_config(model_dir / "resolved_config.yaml", plan.scenarios, plan.source_files, model_dir)
+        stop.check("before training started")
+        lineage = {"chain_id": chain_id, "batch_index": batch_index}
+        results, failure = _train_groups(args, mode, plan, config, model_dir, network_dir, run, stop, lineage)
+        final_path = model_dir / "final_model.zip"
+        if results and results[-1].model_path != final_path:
+            shutil.copy2(results[-1].model_path, final_path)
+        steps = results[-1].num_timesteps if results else start_steps
+        interrupted = stop() or failure is not None
+        version = None
+        if run is not None:
+            run.log_artifacts(model_dir / "network", "network")
+            run.metrics.add(steps, {"final/num_timesteps": steps})
+            tags = version_tags(chain_id, batch_index, plan.batch, steps, start_steps, target_steps, interrupted,
+                                parent_version, failure)
+            alias = None if interrupted else chain_alias(chain_id)
+            version, model_uri = run.log_policy(final_path, plan.model_name, tags, alias)
+            run.set_tags({"registered_model": plan.model_name, "registered_version": version,
+                          "interrupted": interrupted, "policy_model_uri": model_uri,
+                          "mlflow.runName": f"{plan.batch}_b{batch_index}_{start_steps}-{steps}"})
+        outcome = TrainingOutcome(model_dir, final_path, run.run_id if run else None, version, steps, start_steps,
+                                  interrupted, results)
+        _print_summary(outcome, plan.model_name, run)
+        if failure is not None:
+            raise TrainingFailed(f"{failure}; the model at the failure is saved as {final_path}"
+                                 + (f" and registered as version {version}" if version else ""))
+        status = "KILLED" if stop() else "FINISHED"
+        return outcome
+    except TrainingInterrupted:
+        status = "KILLED"
+        raise
+    finally:
         try:
-            with _SigtermFlag() as sigterm:
-                current = resume_path
-                for k, group in enumerate(groups):
-                    group_config = replace(config, scenarios=group,
-                                           total_timesteps=max(int(config.total_timesteps) // len(groups), 1))
-                    group_dir = model_dir if len(groups) == 1 else model_dir / f"group_{k}"
-                    try:
-                        result = train_rl_policy(
-                            group_config, group_dir, resume_from=current,
-                            metrics_sink=run.metrics if run else None,
-                            on_checkpoint=(lambda p: run.log_artifact(p, "checkpoints")) if run else None,
-                            output_formats=_output_formats(group_dir, run),
-                            stop_flag=sigterm, in_process=single_env, network_dir=network_dir,
-                        )
-                    except IncompatibleModelError as err:
-                        raise UserError(str(err)) from None
-                    results.append(result)
-                    current = result.model_path
-                    if sigterm.raised:
-                        break
-                final_path = model_dir / "final_model.zip"
-                if current != final_path:
-                    shutil.copy2(current, final_path)
-            version = None
-            if run is not None:
-                run.log_artifacts(model_dir / "network", "network")
-                run.metrics.add(results[-1].num_timesteps, {"final/num_timesteps": results[-1].num_timesteps})
-                version, model_uri = run.log_policy(final_path, model_name)
-                run.set_tags({"registered_model": model_name, "registered_version": version,
-                              "interrupted": sigterm.raised, "policy_model_uri": model_uri})
-            status = "KILLED" if sigterm.raised else "FINISHED"
-            outcome = TrainingOutcome(model_dir, final_path, run.run_id if run else None, version,
-                                      results[-1].num_timesteps, results[0].start_timesteps, sigterm.raised, results)
-            _print_summary(outcome, model_name, run)
-            return outcome
-        finally:
             if run is not None:
                 run.end(status)
-    finally:
-        logging.getLogger().removeHandler(file_log)
-        file_log.close()
+        finally:
+            logging.getLogger().removeHandler(file_log)
+            file_log.close()
+
+
+def _train_groups(args, mode: str, plan: _Plan, config, model_dir: Path, network_dir: Path, run,
+                  stop: StopSignals, lineage: Dict[str, Any]):
+    """Train the scenario groups one after another on one model. Returns (results, failure or None)."""
+    groups = [plan.scenarios]
+    if mode == "server" and not plan.single_env and len(plan.scenarios) > int(config.parallel_envs):
+        slots = int(config.parallel_envs)
+        groups = [plan.scenarios[k:k + slots] for k in range(0, len(plan.scenarios), slots)]
+        logger.warning("%d scenarios exceed %d parallel slots: training in %d consecutive groups of at most %d envs "
+                       "(%d steps each), one model", len(plan.scenarios), slots, len(groups), slots,
+                       int(config.total_timesteps) // len(groups))
+    results: List[Any] = []
+    current = plan.resumed.local_path if plan.resumed else None
+    for k, group in enumerate(groups):
+        group_config = replace(config, scenarios=group, total_timesteps=max(int(config.total_timesteps) // len(groups), 1))
+        group_dir = model_dir if len(groups) == 1 else model_dir / f"group_{k}"
+        try:
+            result = train_rl_policy(
+                group_config, group_dir, resume_from=current,
+                metrics_sink=run.metrics if run else None,
+                on_checkpoint=(lambda p: run.log_artifact(p, "checkpoints")) if run else None,
+                output_formats=_output_formats(group_dir, run),
+                stop_flag=stop, in_process=plan.single_env, network_dir=network_dir, extra_metadata=lineage,
+            )
+        except IncompatibleModelError as err:
+            raise UserError(str(err)) from None
+        except EnvWorkerError as err:
+            logger.error("%s", err)
+            checkpoint = getattr(err, "checkpoint", None)
+            if checkpoint is not None:
+                results.append(TrainingResult(model_path=checkpoint, model_dir=group_dir,
+                                              num_timesteps=int(read_model_metadata(checkpoint).get("num_timesteps", 0)),
+                                              start_timesteps=0, stopped_early=False))
+                if run is not None:
+                    run.log_artifact(checkpoint, "checkpoints")
+            return results, str(err)
+        results.append(result)
+        current = result.model_path
+        if stop():
+            break
+    return results, None
+
+
+#: Longest key the console table prints whole (SB3 cuts at 36 and fails on clashes).
+CONSOLE_KEY_LENGTH = 120
 
 
 def _output_formats(folder: Path, run) -> list:
-    from stable_baselines3.common.logger import make_output_format
-
-    formats = [make_output_format("stdout", str(folder)), make_output_format("csv", str(folder))]
+    folder.mkdir(parents=True, exist_ok=True)
+    formats = [HumanOutputFormat(sys.stdout, max_length=CONSOLE_KEY_LENGTH),
+               CSVOutputFormat(str(folder / "progress.csv"))]
     if run is not None:
-        from src.tracking.run import MLflowOutputFormat
-
         formats.append(MLflowOutputFormat(run.metrics))
     return formats
 
@@ -297,12 +477,24 @@ def _print_summary(outcome: TrainingOutcome, model_name: str, run) -> None:
         print(f"open the UI with: mlflow ui --backend-store-uri {run.tracking_uri}")
 
 
-def main(args: argparse.Namespace, mode: str) -> int:
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def main(args: argparse.Namespace, mode: str, config=None, source_files: Optional[Dict[str, str]] = None) -> int:
+    """Run the pipeline; exit 0 done, 1 failed (saved what it had), 2 user error, 3 interrupted."""
     logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
                         format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     try:
-        run_training(args, mode)
+        outcome = run_training(args, mode, config, source_files)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+        return EXIT_USER_ERROR
+    except TrainingInterrupted as err:
+        print(f"interrupted: {err}; nothing had been trained yet", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except TrainingFailed as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_INTERRUPTED if outcome.interrupted else EXIT_OK

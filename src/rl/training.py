@@ -19,15 +19,17 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, EvalCallback
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.utils import ConstantSchedule
-from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
 from src.cli import parse_simulation_params
 from src.control.actuator import CycleTiming, check_cycle_fits
 from src.network import build_network
 from src.network.phases import read_phase_plans
+from src.rl import constants as C
 from src.rl.environment import TrafficControlEnv, network_dimensions
 from src.rl.traffic_analysis import resolved_features
-from src.rl.utils import check_compatible, read_model_metadata, write_model_metadata
+from src.rl.utils import check_compatible, read_model_metadata, save_model_atomically
+from src.rl.vec_env import EnvWorkerError, ResilientSubprocVecEnv, StepAborted, ignore_stop_signals
 
 logger = logging.getLogger(__name__)
 
@@ -58,11 +60,17 @@ def make_env_factory(
     work_dir: Path,
     scenario_name: str,
     env_kwargs: Optional[Mapping[str, Any]] = None,
+    in_worker: bool = False,
 ) -> Callable[[], Monitor]:
-    """A picklable constructor: SubprocVecEnv workers build their env (and SUMO) themselves."""
+    """A picklable constructor: SubprocVecEnv workers build their env (and SUMO) themselves.
+
+    `in_worker`: the env gets its own process, which leaves SIGTERM/SIGINT to the trainer.
+    """
     kwargs = dict(env_kwargs or {})
 
     def _init() -> Monitor:
+        if in_worker:
+            ignore_stop_signals()
         env = TrafficControlEnv(env_params, network_path, work_dir=work_dir, scenario_name=scenario_name, **kwargs)
         return Monitor(env)
 
@@ -79,13 +87,17 @@ def create_vectorized_env(
     scenario_names: Optional[Sequence[str]] = None,
     n_envs: int = 1,
     in_process: bool = False,
+    step_timeout_s: float = C.DEFAULT_ENV_STEP_TIMEOUT_S,
+    max_restarts: int = C.DEFAULT_MAX_ENV_RESTARTS,
+    stop_flag: Optional[Callable[[], bool]] = None,
     **env_kwargs: Any,
 ) -> VecEnv:
     """One env per params string (a single string is replicated `n_envs` times).
 
     One env runs in this process (`DummyVecEnv`); several run in their own processes
-    (`SubprocVecEnv`), each with its own libsumo; `in_process` keeps several envs in this
-    process (debugging; the first uses libsumo, the others TraCI).
+    (`ResilientSubprocVecEnv`: each with its own libsumo, a step timeout and restarts of dead
+    or stuck workers); `in_process` keeps several envs in this process (debugging; the first
+    uses libsumo, the others TraCI).
     """
     if isinstance(env_params_list, str):
         env_params_list = [env_params_list] * max(int(n_envs), 1)
@@ -97,13 +109,14 @@ def create_vectorized_env(
         raise ValueError(f"{len(names)} scenario names for {len(env_params_list)} env-params strings")
     root = Path(work_root) if work_root else Path("outputs") / "envs"
     kwargs = dict(env_kwargs, cycle_lengths=cycle_lengths, cycle_strategy=cycle_strategy, network_dimensions=network_dimensions)
+    in_worker = not (len(env_params_list) == 1 or in_process)
     factories = [
-        make_env_factory(p, Path(network_path), root / f"{k:02d}_{name}", name, kwargs)
+        make_env_factory(p, Path(network_path), root / f"{k:02d}_{name}", name, kwargs, in_worker)
         for k, (p, name) in enumerate(zip(env_params_list, names))
     ]
-    if len(factories) == 1 or in_process:
+    if not in_worker:
         return DummyVecEnv(factories)
-    return SubprocVecEnv(factories, start_method="forkserver")
+    return ResilientSubprocVecEnv(factories, step_timeout_s, max_restarts, stop_flag, names=names)
 
 
 # --- schedules ----------------------------------------------------------------------------
@@ -160,10 +173,12 @@ class ScheduleCallback(BaseCallback):
 
 
 class EpisodeMetricsCallback(BaseCallback):
-    """Collects each finished episode's trip metrics per scenario and logs them.
+    """Collects each finished episode's trip metrics per scenario and logs them once.
 
-    SB3 logger keys are `scenario/<name>/<metric>`; `sink(step, metrics)` (MLflow) gets the
-    same dict with the global step.
+    `sink(step, metrics)` (MLflow) gets `scenario/<name>/<metric>` at the step the episode
+    ended. They bypass SB3's logger on purpose: it keeps only the last value per key between
+    two dumps (episodes of one scenario would be lost) and its console table cuts keys at 36
+    characters. Env restarts are counted as `faults/env_restarts`.
     """
 
     LOGGED = ("mean_travel_time", "mean_travel_time_all", "mean_waiting_time", "mean_time_loss",
@@ -173,9 +188,14 @@ class EpisodeMetricsCallback(BaseCallback):
         super().__init__()
         self.sink = sink
         self.episodes: List[Dict[str, Any]] = []
+        self.restarts = 0
 
     def _on_step(self) -> bool:
         for info in self.locals.get("infos", []):
+            if info.get("env_restarted"):
+                self.restarts += 1
+                if self.sink is not None:
+                    self.sink(self.num_timesteps, {"faults/env_restarts": float(self.restarts)})
             metrics = info.get("episode_metrics")
             if not metrics:
                 continue
@@ -183,8 +203,6 @@ class EpisodeMetricsCallback(BaseCallback):
             record = {f"scenario/{scenario}/{k}": float(metrics[k]) for k in self.LOGGED if k in metrics}
             if "episode_reward" in info:
                 record[f"scenario/{scenario}/episode_reward"] = float(info["episode_reward"])
-            for key, value in record.items():
-                self.logger.record(key, value)
             self.episodes.append({"step": self.num_timesteps, "scenario": scenario, **metrics})
             if self.sink is not None:
                 self.sink(self.num_timesteps, {k: v for k, v in record.items() if math.isfinite(v)})
@@ -242,10 +260,8 @@ class CheckpointWithMetadataCallback(BaseCallback):
         return True
 
     def save_now(self) -> Path:
-        self.save_dir.mkdir(parents=True, exist_ok=True)
         path = self.save_dir / f"model_{self.model.num_timesteps}_steps.zip"
-        self.model.save(str(path))
-        write_model_metadata(path, self.metadata_fn())
+        save_model_atomically(self.model, path, self.metadata_fn())
         self.saved.append(path)
         if self.on_save is not None:
             self.on_save(path)
@@ -322,6 +338,7 @@ def train_rl_policy(
     stop_flag: Optional[Callable[[], bool]] = None,
     in_process: bool = False,
     network_dir: Optional[Path] = None,
+    extra_metadata: Optional[Mapping[str, Any]] = None,
 ) -> TrainingResult:
     """Train (or continue) one PPO policy on the scenarios of `config` (an `ExperimentConfig`).
 
@@ -358,7 +375,10 @@ def train_rl_policy(
     env_kwargs = dict(features=features, reward_function=config.reward_function, reward_params=config.reward_params)
     common = dict(cycle_lengths=config.cycle_lengths, cycle_strategy=config.cycle_strategy, network_dimensions=dims)
     vec_env = create_vectorized_env(env_params_list, network_dir, work_root=model_dir / "envs",
-                                    scenario_names=scenario_names, in_process=in_process, **common, **env_kwargs)
+                                    scenario_names=scenario_names, in_process=in_process,
+                                    step_timeout_s=float(config.env_step_timeout_s),
+                                    max_restarts=int(config.max_env_restarts), stop_flag=stop_flag,
+                                    **common, **env_kwargs)
     eval_env = None
     callbacks: List[BaseCallback] = []
     try:
@@ -383,14 +403,16 @@ def train_rl_policy(
             "max_phases": dims["max_phases"],
             "reward_function": config.reward_function,
             "scenarios": scenario_names,
+            **dict(extra_metadata or {}),
         }
         start_steps = 0
         if resume_from is not None:
             previous = read_model_metadata(Path(resume_from))
             check_compatible(previous, dims["observation"], dims["action"], f"--resume-from {resume_from}")
+            # What may change between batches takes this config's value (logged as the run's
+            # params); net_arch and activation cannot, and were checked before the run started.
             model = PPO.load(str(resume_from), env=vec_env, device=config.device,
-                             custom_objects={"n_steps": int(config.n_steps), "batch_size": batch_size,
-                                             "n_epochs": int(config.n_epochs)})
+                             custom_objects=resumable_settings(config, batch_size))
             start_steps = int(model.num_timesteps)
             logger.info("resumed from %s at step %d", resume_from, start_steps)
         else:
@@ -428,7 +450,8 @@ def train_rl_policy(
         metrics_cb = EpisodeMetricsCallback(metrics_sink)
         metadata_fn = lambda: {**metadata, "num_timesteps": int(model.num_timesteps)}  # noqa: E731
         checkpoint_cb = CheckpointWithMetadataCallback(config.checkpoint_freq, model_dir / "checkpoints", metadata_fn, on_checkpoint)
-        callbacks = [schedule_cb, metrics_cb, ProgressCallback(total), checkpoint_cb]
+        rollout_cb = RolloutStartCallback()
+        callbacks = [rollout_cb, schedule_cb, metrics_cb, ProgressCallback(total), checkpoint_cb]
         stopper = None
         if evaluate and config.eval_freq and config.eval_freq > 0:
             eval_env = create_vectorized_env(env_params_list[:1], network_dir, work_root=model_dir / "eval_env",
@@ -448,13 +471,23 @@ def train_rl_policy(
         if stop_flag is not None:
             callbacks.append(_StopFlagCallback(stop_flag))
         callbacks.extend(extra_callbacks)
-        model.learn(total_timesteps=total, callback=CallbackList(callbacks), reset_num_timesteps=resume_from is None,
-                    log_interval=int(config.log_interval))
-        if stop_flag is not None and stop_flag():
-            checkpoint_cb.save_now()  # interrupted (SIGTERM): keep the state at the stop as a checkpoint
-        final = model_dir / "final_model.zip"
-        model.save(str(final))
-        write_model_metadata(final, metadata_fn())
+        stopped = lambda: stop_flag is not None and stop_flag()  # noqa: E731
+        try:
+            model.learn(total_timesteps=total, callback=CallbackList(callbacks),
+                        reset_num_timesteps=resume_from is None, log_interval=int(config.log_interval))
+        except (StepAborted, EnvWorkerError) as err:
+            # Keep what was trained: the counter goes back to the last update (the partial
+            # rollout was never trained on), then an emergency checkpoint.
+            rollout_cb.roll_back()
+            err.checkpoint = checkpoint_cb.save_now()
+            if isinstance(err, EnvWorkerError):
+                raise
+            logger.warning("%s", err)
+        if stopped():
+            rollout_cb.roll_back()
+            if not checkpoint_cb.saved or checkpoint_cb.saved[-1].name != f"model_{model.num_timesteps}_steps.zip":
+                checkpoint_cb.save_now()  # interrupted (SIGTERM): the state at the stop, as a checkpoint
+        final = save_model_atomically(model, model_dir / "final_model.zip", metadata_fn())
         return TrainingResult(
             model_path=final,
             model_dir=model_dir,
@@ -480,6 +513,43 @@ def metadata_total_horizon(resume_from: Optional[Path], total_timesteps: int) ->
         if horizon:
             return int(horizon)
     return int(total_timesteps)
+
+
+def resumable_settings(config: Any, batch_size: int) -> Dict[str, Any]:
+    """PPO settings a resumed model takes from the new config (SB3 `custom_objects`)."""
+    return {
+        "n_steps": int(config.n_steps), "batch_size": int(batch_size), "n_epochs": int(config.n_epochs),
+        "gamma": float(config.gamma), "gae_lambda": float(config.gae_lambda),
+        "clip_range": float(config.clip_range), "ent_coef": float(config.ent_coef),
+        "vf_coef": float(config.vf_coef), "max_grad_norm": float(config.max_grad_norm),
+    }
+
+
+class RolloutStartCallback(BaseCallback):
+    """Remembers the step counter at the last update so a stop mid-rollout can return to it.
+
+    SB3 counts steps as they are collected; a stop before the rollout is trained on would
+    otherwise save a model that claims experience it never learned from.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trained_steps: Optional[int] = None
+
+    def _on_training_start(self) -> None:
+        self.trained_steps = int(self.model.num_timesteps)
+
+    def _on_rollout_start(self) -> None:
+        self.trained_steps = int(self.model.num_timesteps)
+
+    def _on_step(self) -> bool:
+        return True
+
+    def roll_back(self) -> None:
+        if self.trained_steps is not None and self.model.num_timesteps != self.trained_steps:
+            logger.info("stopped mid-rollout: step counter %d -> %d (the last update)", self.model.num_timesteps,
+                        self.trained_steps)
+            self.model.num_timesteps = self.trained_steps
 
 
 class _StopFlagCallback(BaseCallback):

@@ -9,9 +9,10 @@ another network is refused with a clear message.
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 from pathlib import Path
-from typing import Any, Dict, Mapping
+from typing import Any, Dict, Mapping, Optional
 
 METADATA_NAME = "traffic_rl_metadata.json"
 
@@ -60,3 +61,57 @@ def check_compatible(metadata: Mapping[str, Any], observation_size: int, action_
             f"(signals {metadata.get('signals')} vs another network or feature list); train a new model "
             "or use the network the model was trained on"
         )
+
+
+def save_model_atomically(model: Any, path: Path, metadata: Mapping[str, Any]) -> Path:
+    """Save an SB3 model with its metadata under `path`, or leave nothing there.
+
+    The zip is written to a hidden temporary name in the same folder and renamed at the end,
+    so a full disk or a kill mid-write never leaves a corrupt model under its normal name.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.stem}.partial-{os.getpid()}.zip")
+    try:
+        model.save(str(partial))
+        write_model_metadata(partial, metadata)
+        os.replace(partial, path)
+    finally:
+        if partial.exists():
+            partial.unlink()
+    return path
+
+
+def load_checked_model(path: Path, observation_size: int, action_size: int, where: str,
+                       policy_kwargs: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+    """Load the whole model at `path` and check it fits; IncompatibleModelError (one line) if not.
+
+    Done before a run starts, so a zip with only metadata, a corrupt `policy.pth` or an SB3
+    model of another network never gets as far as an MLflow run or a model folder.
+    `policy_kwargs` (net_arch, activation_fn) must match: they cannot change on resume.
+    Returns the model's metadata.
+    """
+    from stable_baselines3 import PPO
+
+    metadata = read_model_metadata(Path(path))
+    check_compatible(metadata, observation_size, action_size, where)
+    try:
+        model = PPO.load(str(path), device="cpu")
+    except Exception as err:  # SB3 raises many kinds for a broken zip; all mean "not a usable model"
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise IncompatibleModelError(f"{where}: {path} is not a usable PPO model ({type(err).__name__}: {first[:200]})") from None
+    obs_shape = tuple(getattr(model.observation_space, "shape", ()) or ())
+    act_shape = tuple(getattr(model.action_space, "shape", ()) or ())
+    if obs_shape != (observation_size,) or act_shape != (action_size,):
+        raise IncompatibleModelError(
+            f"{where}: the model's observation/action shapes are {obs_shape}/{act_shape}, but this network gives "
+            f"({observation_size},)/({action_size},); train a new model or use the network it was trained on")
+    if policy_kwargs:
+        for key in ("net_arch", "activation_fn"):
+            have, want = model.policy_kwargs.get(key), policy_kwargs.get(key)
+            if want is not None and have is not None and have != want:
+                name = getattr(have, "__name__", have), getattr(want, "__name__", want)
+                raise IncompatibleModelError(
+                    f"{where}: {key} cannot change when resuming (the model has {name[0]}, the config asks for "
+                    f"{name[1]}); set it back in the algorithm file or start a new model")
+    return metadata

@@ -58,9 +58,9 @@ def resolve_model_uri(uri: str, tracking_uri: Optional[str] = None) -> ResolvedM
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from src.tracking.store import resolve_tracking_uri
+    from src.tracking.store import ensure_store
 
-    store = resolve_tracking_uri(tracking_uri)
+    store = ensure_store(tracking_uri)  # created under its lock if it is new
     client = MlflowClient(tracking_uri=store, registry_uri=store)
     try:
         if text.startswith("runs:/"):

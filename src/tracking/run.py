@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import os
 import subprocess
 import time
@@ -26,6 +27,8 @@ from src.tracking.store import REPO_ROOT, ensure_store
 
 logger = logging.getLogger(__name__)
 
+#: The experiment `mlflow run` uses when none is named.
+DEFAULT_EXPERIMENT_ID = "0"
 #: MLflow limits: entities per log_batch call and characters per param value.
 BATCH_LIMIT = 900
 PARAM_VALUE_LIMIT = 6000
@@ -82,7 +85,8 @@ class MLflowOutputFormat(KVWriter):
             excluded = key_excluded.get(key) or ()
             if "mlflow" in excluded:
                 continue
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
+            # numbers.Real covers numpy scalars (SB3's train/approx_kl is an np.float32)
+            if isinstance(value, numbers.Real) and not isinstance(value, bool):
                 numeric[key] = float(value)
         self.buffer.add(step, numeric)
 
@@ -105,14 +109,33 @@ def flatten(data: Any, prefix: str = "") -> Dict[str, str]:
 
 
 def start_run(experiment_name: str, run_name: str, tracking_uri: Optional[str] = None):
-    """Open an MLflow run on the chosen store (registry included); under `mlflow run`, its run."""
+    """Open an MLflow run on the chosen store (registry included), in our experiment, named ours.
+
+    Under `mlflow run` (MLFLOW_RUN_ID set) its run is used when the user chose its
+    experiment (`mlflow run --experiment-name`); without one `mlflow run` lands in
+    `Default`, so our own run is opened in `experiment_name` and the launcher's run gets a
+    `training_run_id` tag.
+    """
     uri = ensure_store(tracking_uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    if os.environ.get("MLFLOW_RUN_ID"):  # started by `mlflow run`: its run and experiment
-        return mlflow.start_run(), uri
+    client = MlflowClient(tracking_uri=uri)
+    launcher_id = os.environ.get("MLFLOW_RUN_ID")
+    if launcher_id:
+        launcher = client.get_run(launcher_id)
+        if launcher.info.experiment_id != DEFAULT_EXPERIMENT_ID:
+            run = mlflow.start_run(run_id=launcher_id)
+            client.set_tag(launcher_id, "mlflow.runName", run_name)
+            return run, uri
+        del os.environ["MLFLOW_RUN_ID"]  # our own run below; the launcher keeps its own
+        os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
     mlflow.set_experiment(experiment_name)
-    return mlflow.start_run(run_name=run_name), uri
+    run = mlflow.start_run(run_name=run_name)
+    if launcher_id:
+        client.set_tag(launcher_id, "training_run_id", run.info.run_id)
+        client.set_tag(launcher_id, "training_experiment", experiment_name)
+        client.set_tag(run.info.run_id, "launcher_run_id", launcher_id)
+    return run, uri
 
 
 class TrainingRun:
@@ -126,13 +149,17 @@ class TrainingRun:
         logger.info("MLflow run %s in experiment %r (%s)", self.run_id, experiment_name, self.tracking_uri)
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        """Log params, skipping keys the run already holds (e.g. `mlflow run` project params)."""
+        """Log the values that ran. A key the run already holds (a `mlflow run` parameter) with
+        another text is logged again as `ran.<key>`, so the record never shows only the
+        launcher's spelling of a value."""
         existing = self.client.get_run(self.run_id).data.params
-        entries = [
-            Param(key[:250], str(value)[:PARAM_VALUE_LIMIT])
-            for key, value in params.items()
-            if key[:250] not in existing
-        ]
+        entries = []
+        for key, value in params.items():
+            key, text = key[:250], str(value)[:PARAM_VALUE_LIMIT]
+            if key not in existing:
+                entries.append(Param(key, text))
+            elif existing[key] != text:
+                entries.append(Param(f"ran.{key}"[:250], text))
         for start in range(0, len(entries), 100):
             self.client.log_batch(self.run_id, params=entries[start:start + 100])
 
@@ -159,8 +186,11 @@ class TrainingRun:
     def log_artifacts(self, folder: Path, artifact_path: Optional[str] = None) -> None:
         self.client.log_artifacts(self.run_id, str(folder), artifact_path)
 
-    def log_policy(self, model_zip: Path, registered_model_name: Optional[str]) -> Tuple[Optional[str], str]:
-        """Log the final policy as a file and as a pyfunc model; register it as a new version.
+    def log_policy(self, model_zip: Path, registered_model_name: Optional[str],
+                   version_tags: Optional[Mapping[str, str]] = None,
+                   alias: Optional[str] = None) -> Tuple[Optional[str], str]:
+        """Log the final policy as a file and as a pyfunc model; register it as a new version
+        with `version_tags`, and point `alias` at it when given.
 
         Returns (registered version or None, model URI).
         """
@@ -183,10 +213,20 @@ class TrainingRun:
             finally:
                 pyfunc_logger.setLevel(level)
         version = getattr(info, "registered_model_version", None)
+        if version is not None and registered_model_name:
+            for key, value in (version_tags or {}).items():
+                self.client.set_model_version_tag(registered_model_name, str(version), key, str(value))
+            if alias:
+                self.client.set_registered_model_alias(registered_model_name, alias, str(version))
         return (str(version) if version is not None else None), info.model_uri
 
     def end(self, status: str = "FINISHED") -> None:
+        """Close the run with `status`; if the last metrics cannot be written it ends FAILED."""
         try:
             self.metrics.flush()
+        except Exception:
+            logger.exception("could not write the last metrics; the run ends FAILED")
+            status = "FAILED"
+            raise
         finally:
             mlflow.end_run(status=status)

@@ -1,4 +1,4 @@
-"""Which MLflow store a run uses.
+"""Which MLflow store a run uses, created once even when many jobs start together.
 
 `MLFLOW_TRACKING_URI` (a server on a cluster) wins; otherwise the laptop default is a
 SQLite store in the repository root, so `mlflow ui` run there shows every run.
@@ -6,9 +6,14 @@ SQLite store in the repository root, so `mlflow ui` run there shows every run.
 
 from __future__ import annotations
 
+import fcntl
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
+from urllib.parse import unquote, urlparse
+
+from src.locations import LocationError, check_writable_dir, check_writable_file
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_STORE_FILE = REPO_ROOT / "mlflow.db"
@@ -22,10 +27,80 @@ def resolve_tracking_uri(uri: Optional[str] = None) -> str:
     return uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
 
 
+def sqlite_file(uri: str) -> Optional[Path]:
+    """The database file of a `sqlite:///` URI (None for other stores)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(unquote(uri[len("sqlite:///"):]).split("?", 1)[0])
+
+
+def local_path(uri: str) -> Optional[Path]:
+    """The folder of a local `file:` URI or plain path (None for remote stores)."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "file":
+        return Path(unquote(parsed.path))
+    if parsed.scheme == "" and uri:
+        return Path(uri)
+    return None
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock that holds across processes and SLURM jobs sharing a filesystem."""
+    with open(path, "a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def check_store_location(uri: str) -> None:
+    """A local store we cannot write is one line (LocationError) before anything starts."""
+    db = sqlite_file(uri)
+    if db is not None:
+        check_writable_file(db, "the MLflow store")
+        return
+    folder = local_path(uri)
+    if folder is not None:
+        check_writable_dir(folder, "the MLflow store")
+
+
 def ensure_store(uri: Optional[str] = None) -> str:
-    """Create the store (schema migration) once, before parallel jobs open it."""
+    """Create the store (schema migration) once, under a file lock, before anyone uses it.
+
+    Several jobs opening a new SQLite store at once would each run MLflow's migration and
+    leave it broken (`table _alembic_tmp_... already exists`); the lock serialises that.
+    """
     from mlflow import MlflowClient
 
     resolved = resolve_tracking_uri(uri)
-    MlflowClient(tracking_uri=resolved).search_experiments(max_results=1)
+    check_store_location(resolved)
+    db = sqlite_file(resolved)
+    if db is None:
+        MlflowClient(tracking_uri=resolved).search_experiments(max_results=1)
+        return resolved
+    with _file_lock(db.with_name(db.name + ".lock")):
+        MlflowClient(tracking_uri=resolved).search_experiments(max_results=1)
     return resolved
+
+
+def check_artifact_location(uri: str, experiment_name: Optional[str]) -> None:
+    """The artifact folder runs of `experiment_name` will write to must be writable (local stores)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name(experiment_name) if experiment_name else None
+    if experiment is not None:
+        location = experiment.artifact_location
+    else:  # a new experiment gets a folder under the store's default artifact root
+        from mlflow.store.tracking import DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH
+
+        location = os.path.abspath(DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH) if sqlite_file(uri) else None
+    folder = local_path(location) if location else None
+    if folder is not None:
+        check_writable_dir(folder, f"the MLflow artifact folder of experiment {experiment_name!r}", create=False)
+
+
+__all__ = ["LocationError", "REPO_ROOT", "check_artifact_location", "check_store_location", "default_tracking_uri",
+           "ensure_store", "resolve_tracking_uri", "sqlite_file"]
