@@ -89,11 +89,11 @@ def model_counters(path: Path) -> dict:
     return {"num_timesteps": data["num_timesteps"], "n_updates": data["_n_updates"], "n_epochs": data["n_epochs"]}
 
 
-def test_job_wide_sigterm_saves_registers_and_resumes_without_lost_steps(tmp_path, mlflow_store):
-    """scancel / preemption: every process of the job gets SIGTERM at once."""
-    job = Training(tmp_path, mlflow_store, ["--timesteps", "100000", "--checkpoint-freq", "100000"])
-    job.wait_for("approx_kl")  # one update done, the next rollout under way
-    job.wait_for("episode done")
+def test_job_wide_sigterm_saves_registers_and_the_requeued_batch_finishes_its_steps(tmp_path, mlflow_store):
+    """scancel / preemption: every process of the job gets SIGTERM at once. The same batch
+    started again (a requeue) resumes its own interrupted version and trains only what is left."""
+    job = Training(tmp_path, mlflow_store, ["--timesteps", "192", "--checkpoint-freq", "100000"])
+    job.wait_for("approx_kl")  # 64 steps collected, the second update under way
     job.signal_group(signal.SIGTERM)
     output = job.finish()
     assert job.proc.returncode == 3, output[-3000:]
@@ -101,25 +101,35 @@ def test_job_wide_sigterm_saves_registers_and_resumes_without_lost_steps(tmp_pat
     run = run_of(mlflow_store, run_id_from(output))
     assert run.info.status == "KILLED" and run.data.tags["interrupted"] == "True"
     version = version_of(mlflow_store, run.info.run_id)
-    assert version.tags["interrupted"] == "true"
+    assert version.tags["interrupted"] == "true" and version.tags["batch_target_steps"] == "192"
     checkpoints = [p for p in artifact_paths(mlflow_store, run.info.run_id) if p.startswith("checkpoints/model_")]
     assert len(checkpoints) == 1
     # counted == trained: the counter was rolled back to the last update
-    final = Path(run.data.tags["model_dir"]) / "final_model.zip"
-    counters = model_counters(final)
+    counters = model_counters(Path(run.data.tags["model_dir"]) / "final_model.zip")
     rollout = 16 * 2
     assert counters["num_timesteps"] == counters["n_updates"] // counters["n_epochs"] * rollout
-    assert version.tags["steps"] == str(counters["num_timesteps"]) and counters["num_timesteps"] >= rollout
+    assert version.tags["steps"] == str(counters["num_timesteps"]) and 64 <= counters["num_timesteps"] < 192
 
+    chain = ["--chain-id", run.data.tags["chain_id"], "--batch-index", "0", "--timesteps", "192"]
     (tmp_path / "again").mkdir()
-    resumed = Training(tmp_path / "again", mlflow_store,
-                       ["--timesteps", "32", "--resume-from", f"models:/grid3_small/{version.version}"])
-    output = resumed.finish()
-    assert resumed.proc.returncode == 0, output[-3000:]
+    requeued = Training(tmp_path / "again", mlflow_store, chain)
+    output = requeued.finish()
+    assert requeued.proc.returncode == 0, output[-3000:]
     second = run_of(mlflow_store, run_id_from(output))
     assert second.data.tags["start_steps"] == version.tags["steps"]
-    assert second.data.tags["chain_id"] == run.data.tags["chain_id"] and second.data.tags["batch_index"] == "1"
-    assert version_of(mlflow_store, second.info.run_id).tags["parent_version"] == str(version.version)
+    assert second.data.tags["resumed_from"] == f"models:/grid3_small/{version.version}"
+    assert second.info.run_name == f"scenarios_b0_{version.tags['steps']}-192"
+    finished = version_of(mlflow_store, second.info.run_id)
+    assert finished.tags["steps"] == "192" and finished.tags["interrupted"] == "false"
+    assert finished.tags["parent_version"] == str(version.version)
+    alias = MlflowClient(tracking_uri=mlflow_store).get_model_version_by_alias(
+        "grid3_small", "chain-" + run.data.tags["chain_id"])
+    assert alias.version == finished.version
+
+    (tmp_path / "third").mkdir()
+    again = Training(tmp_path / "third", mlflow_store, chain)
+    output = again.finish()
+    assert again.proc.returncode == 0 and "is already complete" in output, output[-2000:]
 
 
 def test_killed_worker_is_restarted_and_training_finishes(tmp_path, mlflow_store):

@@ -233,3 +233,78 @@ def test_sigterm_saves_checkpoint_and_closes_run(tmp_path, mlflow_store):
     assert run.info.status == "KILLED" and run.data.tags["interrupted"] == "True"
     checkpoints = [p for p in artifact_paths(mlflow_store, run.info.run_id) if p.startswith("checkpoints/")]
     assert len(checkpoints) == 1 and "model/final_model.zip" in artifact_paths(mlflow_store, run.info.run_id)
+
+
+def test_every_metric_sb3_records_reaches_mlflow_exactly_once(batch_one):
+    """progress.csv (SB3's own record) and MLflow's metric history agree point by point."""
+    import csv
+    import math
+
+    root, store, run_id, _ = batch_one
+    run = run_of(store, run_id)
+    rows = list(csv.DictReader(open(Path(run.data.tags["model_dir"]) / "progress.csv")))
+    client = MlflowClient(tracking_uri=store)
+    assert "train/approx_kl" in rows[0]  # an np.float32 in SB3
+    for key in rows[0]:
+        expected = [(int(r["time/total_timesteps"]), float(r[key])) for r in rows if r[key] != ""]
+        expected = [(step, value) for step, value in expected if math.isfinite(value)]
+        got = sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+        assert len(got) == len(expected), (key, got, expected)
+        for (step, value), (got_step, got_value) in zip(expected, got):
+            assert got_step == step and math.isclose(got_value, value, rel_tol=1e-6, abs_tol=1e-9), key
+    assert client.get_metric_history(run_id, "train/approx_kl")
+    # one value per finished episode of each scenario, never two at one step
+    history = client.get_metric_history(run_id, "scenario/b1_shortest/mean_travel_time")
+    assert len({m.step for m in history}) == len(history) >= 2
+
+
+def test_server_run_params_say_how_it_ran(batch_one):
+    root, store, run_id, _ = batch_one
+    params = run_of(store, run_id).data.params
+    assert params["single_env"] == "False"  # one process per scenario
+    assert params["models_dir"] == str(root / "models") and params["model_name"] == "tiny_policy"
+    assert "" not in params.values()
+
+
+def test_chain_batch_resumes_from_the_previous_batch_and_refuses_a_gap(batch_one, tmp_path):
+    root, store, first_run, _ = batch_one
+    first = run_of(store, first_run)
+    chain_id = first.data.tags["chain_id"]
+    assert first.data.tags["batch_index"] == "0"
+    scenarios = write_scenarios(tmp_path / "batch2.yaml", [scenario("b2_mixed", 200, 41, "shortest 50 realtime 50")])
+    chain = ["--scenarios", str(scenarios), "--timesteps", "32", "--model-name", "tiny_policy", "--chain-id", chain_id]
+    gap = train("rl/server/train.py", [*chain, "--batch-index", "5"], store, root / "models")
+    assert gap.returncode == 2 and "batch 4 has no complete version" in gap.stderr, gap.stderr[-2000:]
+    proc = train("rl/server/train.py", [*chain, "--batch-index", "1"], store, root / "models")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    second = run_of(store, run_id_from(proc.stdout))
+    assert second.data.tags["resumed_from_run_id"] == first_run and second.data.tags["batch_index"] == "1"
+    client = MlflowClient(tracking_uri=store)
+    version = client.get_model_version("tiny_policy", second.data.tags["registered_version"])
+    assert version.tags["chain_id"] == chain_id and version.tags["parent_version"] == "1"
+    assert client.get_model_version_by_alias("tiny_policy", "chain-" + chain_id).version == version.version
+
+
+def test_resume_applies_the_new_ppo_settings_and_refuses_a_new_net_arch(batch_one, tmp_path):
+    root, store, _, _ = batch_one
+    algorithm = yaml.safe_load((REPO_ROOT / CONFIGS / "algorithm/ppo_small.yaml").read_text())
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump({**algorithm, "gamma": 0.9, "clip_range": 0.1}))
+    args = ["--scenarios", f"{CONFIGS}/scenarios/small_mixed.yaml", "--timesteps", "16", "--model-name", "tiny_policy",
+            "--resume-from", "models:/tiny_policy/1", "--algorithm", str(changed)]
+    proc = train("rl/local/train.py", args, store, tmp_path / "models")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = run_of(store, run_id_from(proc.stdout))
+    assert run.data.params["gamma"] == "0.9" and run.data.params["clip_range"] == "0.1"
+    from stable_baselines3 import PPO
+
+    model = PPO.load(Path(run.data.tags["model_dir"]) / "final_model.zip")
+    assert model.gamma == 0.9 and model.clip_range(1.0) == 0.1  # what ran is what the params say
+
+    wider = tmp_path / "wider.yaml"
+    wider.write_text(yaml.safe_dump({**algorithm, "net_arch": [8, 8]}))
+    before = set((tmp_path / "models").iterdir())
+    proc = train("rl/local/train.py", [*args[:-1], str(wider)], store, tmp_path / "models")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert [l for l in proc.stderr.splitlines() if l.startswith("error:")][0].count("net_arch cannot change") == 1
+    assert set((tmp_path / "models").iterdir()) == before  # no folder left
