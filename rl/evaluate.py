@@ -29,7 +29,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(REPO_ROOT))
 
-from src.rl.pipeline import optional  # noqa: E402  (after the path set-up above)
+from src.locations import LocationError, check_writable_dir  # noqa: E402  (after the path set-up above)
+from src.rl.pipeline import optional  # noqa: E402
 
 DEFAULT_CONTROLLERS = "fixed,actuated,max_pressure,tree_method"
 
@@ -123,6 +124,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 raise EvaluationError("--net-file and --route-files go together: a SUMO network and route files")
         elif not args.network or not args.scenarios:
             raise EvaluationError("give --network and --scenarios (YAML files), or --net-file and --route-files")
+        try:
+            check_writable_dir(out_dir, "the output folder (--output-dir)")
+        except LocationError as err:
+            raise EvaluationError(str(err)) from None
         table = evaluate_controllers(
             None if files_mode else _config_path(args.network),
             None if files_mode else _config_path(args.scenarios),

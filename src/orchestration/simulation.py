@@ -13,6 +13,7 @@ from typing import Callable, Dict, Optional
 from src.control import CycleTiming, LaneInfo, LaneSampler, SignalActuator, create_controller, run_cycle
 from src.control.actuator import check_cycle_fits
 from src.control.base import DEFAULT_SAMPLE_INTERVAL_S
+from src.locations import LocationError, check_writable_dir
 from src.metrics import METRIC_NAMES, compute_trip_metrics
 from src.network import build_network
 from src.network.artifacts import NetworkArtifacts
@@ -80,7 +81,10 @@ def run_simulation(
     started = time.perf_counter()
     control = params.control
     out_dir = Path(params.output_dir or default_output_dir(control.traffic_control))
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        check_writable_dir(out_dir, "the output folder (--output-dir)")
+    except LocationError as err:
+        raise SimulationError(str(err)) from None
     network, traffic = prepare_scenario(params, out_dir, network_dir)
     prepared = time.perf_counter()
 

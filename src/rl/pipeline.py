@@ -268,6 +268,8 @@ def _prepare(args: argparse.Namespace, mode: str, config, source_files) -> _Plan
 
     plan.resume_uri = args.resume_from
     chain_id = getattr(args, "chain_id", None)
+    if getattr(args, "batch_index", None) is not None and args.batch_index < 0:
+        raise UserError(f"--batch-index {args.batch_index}: must be 0 (the first batch of a chain) or more")
     if chain_id:
         if plan.store is None:
             raise UserError("--chain-id needs MLflow tracking (the chain lives in the model registry); drop --no-mlflow")
@@ -470,7 +472,8 @@ def _add_file_logging(path: Path) -> logging.Handler:
 
 
 def _print_summary(outcome: TrainingOutcome, model_name: str, run) -> None:
-    print(f"\nfinal model: {outcome.model_path}  (steps {outcome.start_timesteps} -> {outcome.num_timesteps})")
+    what = "model at the interruption" if outcome.interrupted else "final model"
+    print(f"\n{what}: {outcome.model_path}  (steps {outcome.start_timesteps} -> {outcome.num_timesteps})")
     if run is not None:
         print(f"MLflow run {outcome.run_id}; registered model {model_name!r} version {outcome.registered_version}")
         print(f"resume later with: --resume-from models:/{model_name}/{outcome.registered_version}")

@@ -23,7 +23,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from stable_baselines3.common.logger import KVWriter
 
-from src.tracking.store import REPO_ROOT, ensure_store
+from src.tracking.store import REPO_ROOT, ensure_experiment, ensure_store
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ def start_run(experiment_name: str, run_name: str, tracking_uri: Optional[str] =
             return run, uri
         del os.environ["MLFLOW_RUN_ID"]  # our own run below; the launcher keeps its own
         os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
-    mlflow.set_experiment(experiment_name)
+    mlflow.set_experiment(experiment_id=ensure_experiment(uri, experiment_name))
     run = mlflow.start_run(run_name=run_name)
     if launcher_id:
         client.set_tag(launcher_id, "training_run_id", run.info.run_id)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
@@ -85,6 +86,37 @@ def ensure_store(uri: Optional[str] = None) -> str:
     return resolved
 
 
+def new_experiment_artifact_location(uri: str, experiment_name: str) -> Optional[Path]:
+    """Where a new experiment of a SQLite store keeps its artifacts: beside the database.
+
+    MLflow's default (`./mlruns` of whichever process creates the experiment) would scatter a
+    store's artifacts, and the models later batches resume from, over submit folders.
+    """
+    db = sqlite_file(uri)
+    if db is None:
+        return None
+    return db.resolve().parent / "mlruns" / re.sub(r"[^A-Za-z0-9_.-]", "_", experiment_name)
+
+
+def ensure_experiment(uri: str, experiment_name: str) -> str:
+    """The id of `experiment_name`, created (artifacts beside a SQLite store) if it is new."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = new_experiment_artifact_location(uri, experiment_name)
+    try:
+        return client.create_experiment(experiment_name, artifact_location=str(location) if location else None)
+    except MlflowException:  # created meanwhile by another job
+        experiment = client.get_experiment_by_name(experiment_name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
 def check_artifact_location(uri: str, experiment_name: Optional[str]) -> None:
     """The artifact folder runs of `experiment_name` will write to must be writable (local stores)."""
     from mlflow import MlflowClient
@@ -92,15 +124,12 @@ def check_artifact_location(uri: str, experiment_name: Optional[str]) -> None:
     client = MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name(experiment_name) if experiment_name else None
     if experiment is not None:
-        location = experiment.artifact_location
-    else:  # a new experiment gets a folder under the store's default artifact root
-        from mlflow.store.tracking import DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH
-
-        location = os.path.abspath(DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH) if sqlite_file(uri) else None
-    folder = local_path(location) if location else None
+        folder = local_path(experiment.artifact_location)
+    else:
+        folder = new_experiment_artifact_location(uri, experiment_name or "Default")
     if folder is not None:
         check_writable_dir(folder, f"the MLflow artifact folder of experiment {experiment_name!r}", create=False)
 
 
 __all__ = ["LocationError", "REPO_ROOT", "check_artifact_location", "check_store_location", "default_tracking_uri",
-           "ensure_store", "resolve_tracking_uri", "sqlite_file"]
+           "ensure_experiment", "ensure_store", "resolve_tracking_uri", "sqlite_file"]
