@@ -43,7 +43,8 @@ def read_phase_plans(net_file: Path) -> Dict[str, PhasePlan]:
     A phase with a 'y' is yellow and belongs to the green before it; any other phase is a
     green. A green not followed by a yellow (a single-phase program) gets itself as its
     yellow state, so `green_states` and `yellow_states` always have equal length. Of several
-    programs of one signal, programID "0" (else the first) is read.
+    programs of one signal, programID "0" (else the first) is read. Each green keeps the
+    program's duration (`green_durations`), where a controller may start from.
     """
     phases: Dict[str, List[Tuple[str, float]]] = {}
     program_of: Dict[str, str] = {}
