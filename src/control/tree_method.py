@@ -18,8 +18,13 @@ into a tail ``<body>_T``, a body ``<body>`` and one head per movement group
 measured, the heads' lanes are its *head lanes*. Link D is downstream of link E when a lane of
 E connects to a lane of D at any junction, signalised or not: with the net file
 (`net_file=`) the links and connections are the whole road network, so trees cross
-unsignalised junctions; without it only the signals' own links are known.
+unsignalised junctions; without it only the signals' own links are known. (The authors
+connect a street only through its head segments; on their split networks, where every
+junction between streets is signalised, that is the same graph. On networks with real
+unsignalised junctions we follow the road network instead of ending trees there.)
 A link *leads to a signal* when it has head lanes: incoming lanes of a signal's links.
+A head is a lane here (a head segment, all of whose lanes share their phases, on the study's
+networks), so its vehicles and phases are counted per lane.
 
 Measurements (`Link.fill_my_speed`, `Link.add_speed_to_calculation`)
 --------------------------------------------------------------------
