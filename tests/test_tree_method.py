@@ -261,6 +261,9 @@ def test_baby_step_cuts_every_phase_and_redistributes_by_cost_capped_at_plus_ste
     # an uneven leftover goes to the first phases: (70, 10, 10), no cost -> cut (68, 10, 10),
     # 2 s left over for 3 phases -> +1, +1, +0 -> (69, 11, 10)
     np.testing.assert_array_equal(baby_step([70, 10, 10], [0, 0, 0], 90, 10)[0], [69, 11, 10])
+    # rounding can overshoot: (40, 40, 10), costs (1, 2, 2), step 2 -> cut (38, 38, 10), 4 s back:
+    # 38 + 0.8 -> 39, 38 + 1.6 -> 40, 10 + 1.6 -> 12 = 91 s; the last phase gives 1 s back
+    np.testing.assert_array_equal(baby_step([40, 40, 10], [1, 2, 2], 90, 10)[0], [39, 40, 11])
 
 
 def test_minimum_phase_is_10_s():

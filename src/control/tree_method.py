@@ -188,7 +188,7 @@ def step_for_cost(total_veh_min: float) -> int:
 def _spread(durations: List[int], leftover: int, min_phase: int) -> List[int]:
     """Add `leftover` seconds evenly, the odd ones to the first phases (`calc_wanted_program`).
 
-    A negative leftover (from rounding half up on several phases) takes a second from the
+    A negative leftover (rounding several phases up) takes a second from each of the
     last phases, as the authors' floor division does, but skips phases at the minimum.
     """
     n = len(durations)
