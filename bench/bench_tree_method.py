@@ -96,7 +96,7 @@ def main() -> int:
                 record["decide_s"] = time.perf_counter() - d0
                 state = controller.last_state
                 record["trees"] = len(state.trees) if state else 0
-                record["congested_edges"] = int(state.congested.sum()) if state else 0
+                record["loaded_links"] = int(state.loaded.sum()) if state else 0
             cycles.append(record)
         run_s = time.perf_counter() - run_start
     finally:

@@ -150,9 +150,10 @@ def density_from_speed(v_kmh: float, u_free_kmh: float) -> int:
     return max(round(K_MAX * (base ** (1.0 - M)) ** (1.0 / (L - 1.0))), 0)
 
 
-def measured_speed_kmh(speed_ms: float) -> int:
-    """The interval's speed as the method uses it: whole km/h, at least MIN_SPEED_KMH."""
-    return max(round(speed_ms * KMH_PER_MS), MIN_SPEED_KMH)
+def measured_speed_kmh(speed_ms: np.ndarray) -> np.ndarray:
+    """The interval's speeds as the method uses them: whole km/h (half to even, as Python's
+    round), at least MIN_SPEED_KMH."""
+    return np.maximum(np.round(np.asarray(speed_ms, dtype=float) * KMH_PER_MS), MIN_SPEED_KMH).astype(int)
 
 
 def distance_in_interval_m(v_kmh: float, interval_s: float, length_m: float) -> float:
@@ -296,10 +297,12 @@ class _Graph:
     """Links, their measured lanes, heads and connectivity, built once per lane set."""
 
     link_ids: List[str]
-    body_lanes: List[np.ndarray]  # link -> indices (into LaneInfo) of its measured lanes
+    body_lane: np.ndarray  # indices (into LaneInfo) of the measured lanes of all links ...
+    body_link: np.ndarray  # ... and the link each belongs to
     lanes: np.ndarray  # lane count of each link
     length: np.ndarray  # [m]
     free_kmh: np.ndarray  # speed limit [km/h]
+    q_max_u: np.ndarray  # speed of maximum flow [km/h]
     downstream: List[List[int]]
     upstream: List[List[int]]
     # link -> [(tls, head lane index, phases of that lane)]
@@ -326,11 +329,11 @@ class _Graph:
                 link = index.get(link_of_edge(edge_of_lane(lane), edges))
                 if link is not None and phases and lane in lanes.index:
                     heads.setdefault(link, []).append((tls, lanes.index[lane], np.array(phases, dtype=int)))
+        free = np.array([lanes.speed_limits[b].mean() * KMH_PER_MS for b in body])
         return cls(
-            link_ids, body,
-            np.array([len(b) for b in body], dtype=int),
-            np.array([lanes.lengths[b].mean() if len(b) else 0.0 for b in body]),
-            np.array([lanes.speed_limits[b].mean() * KMH_PER_MS if len(b) else 0.0 for b in body]),
+            link_ids, np.concatenate(body or [np.zeros(0, dtype=int)]), np.repeat(np.arange(len(body)), [len(b) for b in body]),
+            np.array([len(b) for b in body], dtype=int), np.array([lanes.lengths[b].mean() for b in body]),
+            free, np.array([speed_at_max_flow_kmh(float(u)) for u in free]),
             [sorted(d) for d in down], [sorted(u) for u in up], heads,
         )
 
@@ -437,17 +440,15 @@ class TreeMethodController(SignalController):
         n_links = len(g.link_ids)
         n = np.clip(np.asarray(m.mean_vehicles, dtype=float), 0.0, None)
         v = np.clip(np.asarray(m.mean_speed, dtype=float), 0.0, None)
-        speed = np.zeros(n_links, dtype=int)
-        loaded = np.zeros(n_links, dtype=bool)
+        veh = np.bincount(g.body_link, weights=n[g.body_lane], minlength=n_links)
+        moving = np.bincount(g.body_link, weights=(n * v)[g.body_lane], minlength=n_links)
+        speed_ms = np.where(veh > 0, moving / np.where(veh > 0, veh, 1.0), g.free_kmh / KMH_PER_MS)
+        speed = measured_speed_kmh(speed_ms)
+        loaded = speed < self.speed_factor * g.q_max_u
         cost = np.zeros(n_links)
-        for k, lanes in enumerate(g.body_lanes):
-            veh = n[lanes].sum()
-            v_ms = (n[lanes] * v[lanes]).sum() / veh if veh > 0 else g.free_kmh[k] / KMH_PER_MS
-            speed[k] = measured_speed_kmh(v_ms)
-            loaded[k] = speed[k] < self.speed_factor * speed_at_max_flow_kmh(float(g.free_kmh[k]))
-            if loaded[k]:
-                cost[k] = link_cost_veh_min(int(speed[k]), float(g.free_kmh[k]), float(g.length[k]),
-                                            int(g.lanes[k]), float(m.cycle_length))
+        for k in np.flatnonzero(loaded):
+            cost[k] = link_cost_veh_min(int(speed[k]), float(g.free_kmh[k]), float(g.length[k]),
+                                        int(g.lanes[k]), float(m.cycle_length))
         state = TreeState(g.link_ids, speed, loaded, cost)
         trees = congestion_trees(loaded, g.downstream, g.upstream, set(g.heads))
         weight = tree_weights(trees, n_links)
