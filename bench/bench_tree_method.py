@@ -63,7 +63,8 @@ def main() -> int:
     plans = read_phase_plans(network.net_file)
     c = params.control
     timing = CycleTiming(c.cycle_length, c.yellow_time, c.min_green)
-    controller = create_controller("tree_method", plans, timing, speed_factor=c.tree_method_speed_factor)
+    controller = create_controller("tree_method", plans, timing, speed_factor=c.tree_method_speed_factor,
+                                   net_file=network.net_file)
     end_time = float(params.traffic.end_time)
     sim = SumoSimulation(network.net_file, [traffic.route_file], tmp / "sim", end_time,
                          step_length=params.network.step_length, seed=params.sumo_seed,
@@ -75,7 +76,7 @@ def main() -> int:
         sim.start()
         api = TimedApi(sim.api)
         actuator = SignalActuator(plans, controller.timing)
-        lanes = LaneInfo.from_plans(sim.api, plans)
+        lanes = LaneInfo.from_plans(sim.api, plans, controller.extra_lanes())
         sampler = TimedSampler(api, lanes)
         controller.reset()
         durations = controller.initial_durations()
@@ -95,7 +96,7 @@ def main() -> int:
                 record["decide_s"] = time.perf_counter() - d0
                 state = controller.last_state
                 record["trees"] = len(state.trees) if state else 0
-                record["congested_edges"] = int(state.congested.sum()) if state else 0
+                record["loaded_links"] = int(state.loaded.sum()) if state else 0
             cycles.append(record)
         run_s = time.perf_counter() - run_start
     finally:

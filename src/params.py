@@ -46,7 +46,7 @@ DEFAULT_CYCLE_LENGTH = 90
 DEFAULT_MIN_GREEN = 5
 DEFAULT_YELLOW_TIME = 3
 DEFAULT_SUMO_SEED = 0
-DEFAULT_TREE_METHOD_SPEED_FACTOR = 1.2  # a link is loaded below this x its speed of maximum flow
+DEFAULT_TREE_METHOD_SPEED_FACTOR = 1.0  # a link is loaded below this x its speed of maximum flow (authors: 1)
 
 # Reference values of the vehicle classes (length m, max speed m/s).
 PASSENGER_LENGTH_M, PASSENGER_MAX_SPEED = 5.0, 13.9

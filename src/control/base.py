@@ -31,8 +31,9 @@ class LaneInfo:
     index: Dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def from_plans(cls, api, plans: Mapping[str, PhasePlan]) -> "LaneInfo":
-        lanes = sorted({lane for p in plans.values() for i, o, _ in p.links for lane in (i, o)})
+    def from_plans(cls, api, plans: Mapping[str, PhasePlan], extra_lanes: Sequence[str] = ()) -> "LaneInfo":
+        """The lanes of the signals' links, plus `extra_lanes` a controller asked to observe."""
+        lanes = sorted({lane for p in plans.values() for i, o, _ in p.links for lane in (i, o)} | set(extra_lanes))
         lengths = np.array([api.lane.getLength(l) for l in lanes], dtype=float)
         speeds = np.array([api.lane.getMaxSpeed(l) for l in lanes], dtype=float)
         return cls(lanes, lengths, speeds, {l: k for k, l in enumerate(lanes)})
@@ -163,6 +164,11 @@ class SignalController(ABC):
     def __init__(self, plans: Mapping[str, PhasePlan], timing: CycleTiming) -> None:
         self.plans = dict(plans)
         self.timing = timing
+
+    def extra_lanes(self) -> List[str]:
+        """Lanes beyond the signals' own links whose readings `decide` needs (e.g. streets
+        between unsignalised junctions); the runner adds them to `LaneInfo`."""
+        return []
 
     def additional_files(self, out_dir: Path) -> List[Path]:
         """Extra SUMO files this controller needs loaded (e.g. actuated programs)."""

@@ -20,6 +20,8 @@ class PhasePlan:
     green_states: List[str]
     yellow_states: List[str]
     links: List[Tuple[str, str, int]] = field(default_factory=list)
+    #: The program's own duration of each green [s] (empty when the plan was built by hand).
+    green_durations: List[float] = field(default_factory=list)
 
     @property
     def num_phases(self) -> int:
@@ -41,9 +43,10 @@ def read_phase_plans(net_file: Path) -> Dict[str, PhasePlan]:
     A phase with a 'y' is yellow and belongs to the green before it; any other phase is a
     green. A green not followed by a yellow (a single-phase program) gets itself as its
     yellow state, so `green_states` and `yellow_states` always have equal length. Of several
-    programs of one signal, programID "0" (else the first) is read.
+    programs of one signal, programID "0" (else the first) is read. Each green keeps the
+    program's duration (`green_durations`), where a controller may start from.
     """
-    phases: Dict[str, List[str]] = {}
+    phases: Dict[str, List[Tuple[str, float]]] = {}
     program_of: Dict[str, str] = {}
     links: Dict[str, List[Tuple[str, str, int]]] = {}
     current: Optional[str] = None
@@ -61,7 +64,7 @@ def read_phase_plans(net_file: Path) -> Dict[str, PhasePlan]:
             continue
         if tag == "phase":
             if current is not None:
-                phases[current].append(elem.attrib["state"])
+                phases[current].append((elem.attrib["state"], float(elem.attrib.get("duration", 0.0))))
         elif tag == "tlLogic":
             current = None
             elem.clear()
@@ -79,17 +82,20 @@ def read_phase_plans(net_file: Path) -> Dict[str, PhasePlan]:
     for tl in sorted(phases):
         greens: List[str] = []
         yellows: List[Optional[str]] = []
-        for state in phases[tl]:
+        durations: List[float] = []
+        for state, duration in phases[tl]:
             if "y" in state:
                 if greens and yellows[-1] is None:
                     yellows[-1] = state
             else:
                 greens.append(state)
                 yellows.append(None)
+                durations.append(duration)
         plans[tl] = PhasePlan(
             tls_id=tl,
             green_states=greens,
             yellow_states=[y if y is not None else g for g, y in zip(greens, yellows)],
             links=sorted(links.get(tl, []), key=lambda link: link[2]),
+            green_durations=durations,
         )
     return plans

@@ -97,6 +97,7 @@ def run_simulation(
         options.setdefault("network_dir", network.directory)
     if control.traffic_control == "tree_method":
         options.setdefault("speed_factor", control.tree_method_speed_factor)
+        options.setdefault("net_file", network.net_file)
     try:
         controller = create_controller(control.traffic_control, plans, timing, **options)
     except (OSError, ValueError) as err:  # a model that cannot be found, read or run on this network
@@ -155,7 +156,7 @@ def _drive(sim, controller, plans, timing, end_time, progress, on_cycle) -> None
             report(t)
         return
     actuator = SignalActuator(plans, timing)
-    lanes = LaneInfo.from_plans(api, plans)
+    lanes = LaneInfo.from_plans(api, plans, controller.extra_lanes())
     sampler = LaneSampler(api, lanes, track_entered=controller.track_entered)
     controller.reset()
     durations = controller.initial_durations()
