@@ -125,7 +125,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         elif not args.network or not args.scenarios:
             raise EvaluationError("give --network and --scenarios (YAML files), or --net-file and --route-files")
         try:
-            check_writable_dir(out_dir, "the output folder (--output-dir)")
+            check_writable_dir(out_dir, "the output folder (--output-dir)", create=False)
         except LocationError as err:
             raise EvaluationError(str(err)) from None
         table = evaluate_controllers(

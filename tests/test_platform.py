@@ -271,18 +271,25 @@ def test_chain_batch_resumes_from_the_previous_batch_and_refuses_a_gap(batch_one
     first = run_of(store, first_run)
     chain_id = first.data.tags["chain_id"]
     assert first.data.tags["batch_index"] == "0"
+    client = MlflowClient(tracking_uri=store)
+    done = [client.get_model_version("tiny_policy", v.version) for v in client.search_model_versions("name='tiny_policy'")]
+    done = [v for v in done if v.tags.get("chain_id") == chain_id and v.tags.get("interrupted") == "false"]
+    last = max(done, key=lambda v: (int(v.tags["batch_index"]), int(v.version)))  # other tests may extend the chain
+    k = int(last.tags["batch_index"]) + 1
     scenarios = write_scenarios(tmp_path / "batch2.yaml", [scenario("b2_mixed", 200, 41, "shortest 50 realtime 50")])
     chain = ["--scenarios", str(scenarios), "--timesteps", "32", "--model-name", "tiny_policy", "--chain-id", chain_id]
-    gap = train("rl/server/train.py", [*chain, "--batch-index", "5"], store, root / "models")
-    assert gap.returncode == 2 and "batch 4 has no complete version" in gap.stderr, gap.stderr[-2000:]
-    proc = train("rl/server/train.py", [*chain, "--batch-index", "1"], store, root / "models")
+    gap = train("rl/server/train.py", [*chain, "--batch-index", str(k + 1)], store, root / "models")
+    assert gap.returncode == 2 and f"batch {k} has no complete version" in gap.stderr, gap.stderr[-2000:]
+    proc = train("rl/server/train.py", [*chain, "--batch-index", str(k)], store, root / "models")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    second = run_of(store, run_id_from(proc.stdout))
-    assert second.data.tags["resumed_from_run_id"] == first_run and second.data.tags["batch_index"] == "1"
-    client = MlflowClient(tracking_uri=store)
-    version = client.get_model_version("tiny_policy", second.data.tags["registered_version"])
-    assert version.tags["chain_id"] == chain_id and version.tags["parent_version"] == "1"
+    run = run_of(store, run_id_from(proc.stdout))
+    assert run.data.tags["resumed_from"] == f"models:/tiny_policy/{last.version}"
+    assert run.data.tags["resumed_from_run_id"] == last.run_id and run.data.tags["batch_index"] == str(k)
+    version = client.get_model_version("tiny_policy", run.data.tags["registered_version"])
+    assert version.tags["chain_id"] == chain_id and version.tags["parent_version"] == str(last.version)
     assert client.get_model_version_by_alias("tiny_policy", "chain-" + chain_id).version == version.version
+    again = train("rl/server/train.py", [*chain, "--batch-index", str(k)], store, root / "models")
+    assert again.returncode == 0 and "is already complete" in again.stdout, again.stderr[-2000:]
 
 
 def test_resume_applies_the_new_ppo_settings_and_refuses_a_new_net_arch(batch_one, tmp_path):
