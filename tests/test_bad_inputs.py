@@ -131,6 +131,7 @@ CASES: Dict[str, Tuple[Callable[[Path], List[str]], str]] = {
     "learning rate text": (_args("--learning-rate", "fast"), "--learning-rate"),
     "unknown option": (_args("--turbo"), "--turbo"),
     "negative batch index": (_args("--chain-id", "c1", "--batch-index", "-1"), "--batch-index"),
+    "batch index without chain": (_args("--batch-index", "1"), "--chain-id"),
     "chain without tracking": (_args("--chain-id", "c1", "--no-mlflow"), "--no-mlflow"),
     "chain batch without predecessor": (_args("--chain-id", "c1", "--batch-index", "2"), "batch 1 has no complete version"),
     # resume sources

@@ -270,6 +270,8 @@ def _prepare(args: argparse.Namespace, mode: str, config, source_files) -> _Plan
     chain_id = getattr(args, "chain_id", None)
     if getattr(args, "batch_index", None) is not None and args.batch_index < 0:
         raise UserError(f"--batch-index {args.batch_index}: must be 0 (the first batch of a chain) or more")
+    if getattr(args, "batch_index", None) is not None and not chain_id:
+        raise UserError("--batch-index needs --chain-id (the chain the batch belongs to)")
     if chain_id:
         if plan.store is None:
             raise UserError("--chain-id needs MLflow tracking (the chain lives in the model registry); drop --no-mlflow")
