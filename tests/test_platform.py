@@ -315,3 +315,13 @@ def test_resume_applies_the_new_ppo_settings_and_refuses_a_new_net_arch(batch_on
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert [l for l in proc.stderr.splitlines() if l.startswith("error:")][0].count("net_arch cannot change") == 1
     assert set((tmp_path / "models").iterdir()) == before  # no folder left
+
+
+def test_no_mlflow_trains_through_the_null_tracker(tmp_path):
+    store = tmp_path / "never.db"
+    proc = train("rl/local/train.py", ["--scenarios", f"{CONFIGS}/scenarios/small_mixed.yaml", "--timesteps", "16",
+                                       "--no-mlflow"], f"sqlite:///{store}", tmp_path / "models")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    folder = next((tmp_path / "models").iterdir())
+    assert (folder / "final_model.zip").is_file() and (folder / "progress.csv").read_text().count("\n") >= 2
+    assert "MLflow run" not in proc.stdout and not store.exists()

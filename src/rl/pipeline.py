@@ -32,8 +32,9 @@ from src.rl.vec_env import EnvWorkerError
 from src.tracking.lineage import (BatchPlan, LineageError, chain_alias, new_chain_id, plan_chain_batch,
                                   version_tags)
 from src.tracking.registry import ModelResolutionError, resolve_model_uri
-from src.tracking.run import MLflowOutputFormat, TrainingRun, flatten, git_commit
+from src.tracking.run import TrainingRun, flatten, git_commit
 from src.tracking.store import REPO_ROOT, check_artifact_location, ensure_store, resolve_tracking_uri
+from src.tracking.tracker import NullTracker, Tracker
 
 logger = logging.getLogger(__name__)
 
@@ -348,7 +349,7 @@ def _train(args, mode: str, plan: _Plan, model_dir: Path, network_dir: Path, res
     names = [s["name"] for s in plan.scenarios]
     save_experiment(replace(config, scenarios=plan.scenarios, single_env=plan.single_env), model_dir / "resolved_config.yaml")
     file_log = _add_file_logging(model_dir / "train.log")
-    run = None
+    run: Tracker = NullTracker()
     status = "FAILED"
     try:
         logger.info("model folder: %s", model_dir)
@@ -357,21 +358,20 @@ def _train(args, mode: str, plan: _Plan, model_dir: Path, network_dir: Path, res
         if plan.store is not None:
             run = TrainingRun(plan.experiment, run_name=f"{plan.batch}_b{batch_index}_{start_steps}-{target_steps}",
                               tracking_uri=plan.store)
-        if run is not None:
-            ran = replace(config, single_env=plan.single_env)
-            run.log_params(flatten({k: v for k, v in ran.to_dict().items() if k not in ("scenarios", "source_files")}))
-            run.log_params({"scenario_names": ",".join(names), "num_scenarios": len(names), "mode": mode})
-            run.set_tags({
-                "batch": plan.batch, "scenarios": ",".join(names), "git_commit": git_commit(), "mode": mode,
-                "model_dir": str(model_dir), "chain_id": chain_id, "batch_index": batch_index,
-                "start_steps": start_steps, "batch_target_steps": target_steps,
-                "resumed_from": plan.resume_uri,
-                "resumed_from_run_id": plan.resumed.run_id if plan.resumed else None,
-                "resumed_from_model_version": f"{plan.resumed.registered_name}/{plan.resumed.version}"
-                if plan.resumed and plan.resumed.version else None,
-                "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
-            })
-            run.log_config(model_dir / "resolved_config.yaml", plan.scenarios, plan.source_files, model_dir)
+        ran = replace(config, single_env=plan.single_env)
+        run.log_params(flatten({k: v for k, v in ran.to_dict().items() if k not in ("scenarios", "source_files")}))
+        run.log_params({"scenario_names": ",".join(names), "num_scenarios": len(names), "mode": mode})
+        run.set_tags({
+            "batch": plan.batch, "scenarios": ",".join(names), "git_commit": git_commit(), "mode": mode,
+            "model_dir": str(model_dir), "chain_id": chain_id, "batch_index": batch_index,
+            "start_steps": start_steps, "batch_target_steps": target_steps,
+            "resumed_from": plan.resume_uri,
+            "resumed_from_run_id": plan.resumed.run_id if plan.resumed else None,
+            "resumed_from_model_version": f"{plan.resumed.registered_name}/{plan.resumed.version}"
+            if plan.resumed and plan.resumed.version else None,
+            "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        })
+        run.log_config(model_dir / "resolved_config.yaml", plan.scenarios, plan.source_files, model_dir)
         stop.check("before training started")
         lineage = {"chain_id": chain_id, "batch_index": batch_index}
         results, failure = _train_groups(args, mode, plan, config, model_dir, network_dir, run, stop, lineage)
@@ -380,19 +380,16 @@ def _train(args, mode: str, plan: _Plan, model_dir: Path, network_dir: Path, res
             shutil.copy2(results[-1].model_path, final_path)
         steps = results[-1].num_timesteps if results else start_steps
         interrupted = stop() or failure is not None
-        version = None
-        if run is not None:
-            run.log_artifacts(model_dir / "network", "network")
-            run.metrics.add(steps, {"final/num_timesteps": steps})
-            tags = version_tags(chain_id, batch_index, plan.batch, steps, start_steps, target_steps, interrupted,
-                                parent_version, failure)
-            alias = None if interrupted else chain_alias(chain_id)
-            version, model_uri = run.log_policy(final_path, plan.model_name, tags, alias)
-            run.set_tags({"registered_model": plan.model_name, "registered_version": version,
-                          "interrupted": interrupted, "policy_model_uri": model_uri,
-                          "mlflow.runName": f"{plan.batch}_b{batch_index}_{start_steps}-{steps}"})
-        outcome = TrainingOutcome(model_dir, final_path, run.run_id if run else None, version, steps, start_steps,
-                                  interrupted, results)
+        run.log_artifacts(model_dir / "network", "network")
+        run.log_metrics(steps, {"final/num_timesteps": steps})
+        tags = version_tags(chain_id, batch_index, plan.batch, steps, start_steps, target_steps, interrupted,
+                            parent_version, failure)
+        alias = None if interrupted else chain_alias(chain_id)
+        version, model_uri = run.log_policy(final_path, plan.model_name, tags, alias)
+        run.set_tags({"registered_model": plan.model_name, "registered_version": version,
+                      "interrupted": interrupted, "policy_model_uri": model_uri,
+                      "mlflow.runName": f"{plan.batch}_b{batch_index}_{start_steps}-{steps}"})
+        outcome = TrainingOutcome(model_dir, final_path, run.run_id, version, steps, start_steps, interrupted, results)
         _print_summary(outcome, plan.model_name, run)
         if failure is not None:
             raise TrainingFailed(f"{failure}; the model at the failure is saved as {final_path}"
@@ -404,14 +401,13 @@ def _train(args, mode: str, plan: _Plan, model_dir: Path, network_dir: Path, res
         raise
     finally:
         try:
-            if run is not None:
-                run.end(status)
+            run.end(status)
         finally:
             logging.getLogger().removeHandler(file_log)
             file_log.close()
 
 
-def _train_groups(args, mode: str, plan: _Plan, config, model_dir: Path, network_dir: Path, run,
+def _train_groups(args, mode: str, plan: _Plan, config, model_dir: Path, network_dir: Path, run: Tracker,
                   stop: StopSignals, lineage: Dict[str, Any]):
     """Train the scenario groups one after another on one model. Returns (results, failure or None)."""
     groups = [plan.scenarios]
@@ -429,8 +425,8 @@ def _train_groups(args, mode: str, plan: _Plan, config, model_dir: Path, network
         try:
             result = train_rl_policy(
                 group_config, group_dir, resume_from=current,
-                metrics_sink=run.metrics if run else None,
-                on_checkpoint=(lambda p: run.log_artifact(p, "checkpoints")) if run else None,
+                metrics_sink=run.log_metrics,
+                on_checkpoint=lambda p: run.log_artifact(p, "checkpoints"),
                 output_formats=_output_formats(group_dir, run),
                 stop_flag=stop, in_process=plan.single_env, network_dir=network_dir, extra_metadata=lineage,
             )
@@ -443,8 +439,7 @@ def _train_groups(args, mode: str, plan: _Plan, config, model_dir: Path, network
                 results.append(TrainingResult(model_path=checkpoint, model_dir=group_dir,
                                               num_timesteps=int(read_model_metadata(checkpoint).get("num_timesteps", 0)),
                                               start_timesteps=0, stopped_early=False))
-                if run is not None:
-                    run.log_artifact(checkpoint, "checkpoints")
+                run.log_artifact(checkpoint, "checkpoints")
             return results, str(err)
         results.append(result)
         current = result.model_path
@@ -457,13 +452,10 @@ def _train_groups(args, mode: str, plan: _Plan, config, model_dir: Path, network
 CONSOLE_KEY_LENGTH = 120
 
 
-def _output_formats(folder: Path, run) -> list:
+def _output_formats(folder: Path, run: Tracker) -> list:
     folder.mkdir(parents=True, exist_ok=True)
-    formats = [HumanOutputFormat(sys.stdout, max_length=CONSOLE_KEY_LENGTH),
-               CSVOutputFormat(str(folder / "progress.csv"))]
-    if run is not None:
-        formats.append(MLflowOutputFormat(run.metrics))
-    return formats
+    return [HumanOutputFormat(sys.stdout, max_length=CONSOLE_KEY_LENGTH),
+            CSVOutputFormat(str(folder / "progress.csv")), *run.output_formats()]
 
 
 def _add_file_logging(path: Path) -> logging.Handler:
@@ -473,10 +465,10 @@ def _add_file_logging(path: Path) -> logging.Handler:
     return handler
 
 
-def _print_summary(outcome: TrainingOutcome, model_name: str, run) -> None:
+def _print_summary(outcome: TrainingOutcome, model_name: str, run: Tracker) -> None:
     what = "model at the interruption" if outcome.interrupted else "final model"
     print(f"\n{what}: {outcome.model_path}  (steps {outcome.start_timesteps} -> {outcome.num_timesteps})")
-    if run is not None:
+    if run.run_id is not None:
         print(f"MLflow run {outcome.run_id}; registered model {model_name!r} version {outcome.registered_version}")
         print(f"resume later with: --resume-from models:/{model_name}/{outcome.registered_version}")
         print(f"open the UI with: mlflow ui --backend-store-uri {run.tracking_uri}")

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 from stable_baselines3 import PPO
+from tqdm import tqdm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, EvalCallback
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.utils import ConstantSchedule
@@ -213,28 +215,41 @@ class EpisodeMetricsCallback(BaseCallback):
 
 
 class ProgressCallback(BaseCallback):
-    """Periodic progress lines with speed and ETA (SB3's bar needs `rich`, not a dependency)."""
+    """Progress with speed and ETA: a tqdm bar in an interactive terminal, plain lines every
+    `every_s` seconds in logs and under SLURM (where a bar would fill the output file)."""
 
-    def __init__(self, total_timesteps: int, every_s: float = 10.0) -> None:
+    def __init__(self, total_timesteps: int, every_s: float = 10.0, bar: Optional[bool] = None) -> None:
         super().__init__()
         self.total = int(total_timesteps)
         self.every_s = every_s
+        self.use_bar = sys.stderr.isatty() if bar is None else bar
+        self.bar = None
 
     def _on_training_start(self) -> None:
         self.start_wall = time.perf_counter()
         self.start_step = self.model.num_timesteps
         self.last = self.start_wall
+        if self.use_bar:
+            self.bar = tqdm(total=self.total, unit="step", desc="training", dynamic_ncols=True)
 
     def _on_step(self) -> bool:
+        done = self.model.num_timesteps - self.start_step
+        if self.bar is not None:
+            self.bar.update(done - self.bar.n)
+            return True
         now = time.perf_counter()
         if now - self.last >= self.every_s:
             self.last = now
-            done = self.model.num_timesteps - self.start_step
             rate = done / max(now - self.start_wall, 1e-9)
             eta = (self.total - done) / rate if rate > 0 else float("inf")
             logger.info("  step %d/%d (%.0f%%)  %.2f steps/s  eta %.0f s", done, self.total,
                         100.0 * done / max(self.total, 1), rate, eta)
         return True
+
+    def _on_training_end(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 class CheckpointWithMetadataCallback(BaseCallback):

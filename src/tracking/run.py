@@ -139,7 +139,7 @@ def start_run(experiment_name: str, run_name: str, tracking_uri: Optional[str] =
 
 
 class TrainingRun:
-    """Lifecycle of the MLflow run of one training invocation."""
+    """Lifecycle of the MLflow run of one training invocation (the MLflow `Tracker`)."""
 
     def __init__(self, experiment_name: str, run_name: str, tracking_uri: Optional[str] = None) -> None:
         self.run, self.tracking_uri = start_run(experiment_name, run_name, tracking_uri)
@@ -147,6 +147,12 @@ class TrainingRun:
         self.run_id = self.run.info.run_id
         self.metrics = MetricsBuffer(self.client, self.run_id)
         logger.info("MLflow run %s in experiment %r (%s)", self.run_id, experiment_name, self.tracking_uri)
+
+    def log_metrics(self, step: int, values: Mapping[str, float]) -> None:
+        self.metrics.add(step, values)
+
+    def output_formats(self) -> List[Any]:
+        return [MLflowOutputFormat(self.metrics)]
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Log the values that ran. A key the run already holds (a `mlflow run` parameter) with
