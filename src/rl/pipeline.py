@@ -231,7 +231,6 @@ class _Plan:
     chain: Optional[BatchPlan] = None
     resume_uri: Optional[str] = None
     resumed: Any = None
-    resumed_steps: int = 0
 
 
 def _prepare(args: argparse.Namespace, mode: str, config, source_files) -> _Plan:
@@ -328,10 +327,10 @@ def run_training(args: argparse.Namespace, mode: str, config=None, source_files:
         except BaseException:
             shutil.rmtree(model_dir, ignore_errors=True)
             raise
-        return _train(args, mode, plan, model_dir, network_dir, metadata, stop)
+        return _train(mode, plan, model_dir, network_dir, metadata, stop)
 
 
-def _train(args, mode: str, plan: _Plan, model_dir: Path, network_dir: Path, resumed_metadata: Dict[str, Any],
+def _train(mode: str, plan: _Plan, model_dir: Path, network_dir: Path, resumed_metadata: Dict[str, Any],
            stop: StopSignals) -> TrainingOutcome:
     config = plan.config
     chain_id = (plan.chain.chain_id if plan.chain else None) or resumed_metadata.get("chain_id") \
@@ -374,7 +373,7 @@ def _train(args, mode: str, plan: _Plan, model_dir: Path, network_dir: Path, res
         run.log_config(model_dir / "resolved_config.yaml", plan.scenarios, plan.source_files, model_dir)
         stop.check("before training started")
         lineage = {"chain_id": chain_id, "batch_index": batch_index}
-        results, failure = _train_groups(args, mode, plan, config, model_dir, network_dir, run, stop, lineage)
+        results, failure = _train_groups(mode, plan, config, model_dir, network_dir, run, stop, lineage)
         final_path = model_dir / "final_model.zip"
         if results and results[-1].model_path != final_path:
             shutil.copy2(results[-1].model_path, final_path)
@@ -407,7 +406,7 @@ def _train(args, mode: str, plan: _Plan, model_dir: Path, network_dir: Path, res
             file_log.close()
 
 
-def _train_groups(args, mode: str, plan: _Plan, config, model_dir: Path, network_dir: Path, run: Tracker,
+def _train_groups(mode: str, plan: _Plan, config, model_dir: Path, network_dir: Path, run: Tracker,
                   stop: StopSignals, lineage: Dict[str, Any]):
     """Train the scenario groups one after another on one model. Returns (results, failure or None)."""
     groups = [plan.scenarios]
