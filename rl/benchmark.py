@@ -1,0 +1,195 @@
+#!/usr/bin/env python
+"""Policy benchmark: train on a scenario family with several seeds, judge on held-out traffic.
+
+    python rl/benchmark.py --family grid4                  # rl/configs/benchmark/grid4.yaml
+    python rl/benchmark.py --family grid4 --seeds 0 --timesteps 2000 --repeats 1   # a quick look
+
+For each training seed it runs `rl/server/train.py` (one env per training scenario), then
+`rl/evaluate.py` on the family's held-out scenarios: once for the classic controllers and once
+per trained policy. The table (mean over held-out scenarios; the policy as mean ± std over
+training seeds; change against fixed time) is printed, saved as CSV and Markdown in the output
+folder, and logged to MLflow (experiment `benchmark_<family>`) with each policy's learning
+diagnostics (episode reward first and last, final explained variance). Not part of the test
+suite: a family takes from minutes (grid4) to hours (grid6_heavy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import pandas as pd
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+FAMILY_DIR = REPO_ROOT / "rl/configs/benchmark"
+FAMILY_KEYS = {"network", "train_scenarios", "heldout_scenarios", "algorithm", "reward", "execution", "timesteps",
+               "seeds", "repeats", "baselines"}
+#: What the table reports, per controller: mean over held-out scenarios.
+METRICS = ("mean_travel_time", "mean_travel_time_all", "mean_time_loss_all", "completion_rate")
+
+
+class BenchmarkError(Exception):
+    """A family file or a step of the benchmark that failed (one line)."""
+
+
+def load_family(name_or_path: str) -> Dict:
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = FAMILY_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in FAMILY_DIR.glob("*.yaml")))
+        raise BenchmarkError(f"--family {name_or_path}: no file {path} (families: {known})")
+    family = yaml.safe_load(path.read_text()) or {}
+    missing, unknown = FAMILY_KEYS - set(family), set(family) - FAMILY_KEYS
+    if missing or unknown:
+        raise BenchmarkError(f"{path}: missing keys {sorted(missing)}, unknown keys {sorted(unknown)}")
+    family["name"] = path.stem
+    return family
+
+
+def _run(command: List[str], log: Path, what: str) -> str:
+    """Run one step, its output teed to `log`; BenchmarkError with the last error line if it fails."""
+    print(f"[benchmark] {what}: {' '.join(command[1:3])} ... (log {log})", flush=True)
+    with open(log, "w") as handle:
+        proc = subprocess.run(command, cwd=REPO_ROOT, stdout=handle, stderr=subprocess.STDOUT, text=True)
+    output = log.read_text()
+    if proc.returncode != 0:
+        errors = [line for line in output.splitlines() if "error" in line.lower()] or output.splitlines()[-1:]
+        raise BenchmarkError(f"{what} failed (exit {proc.returncode}): {errors[-1] if errors else ''} (see {log})")
+    return output
+
+
+def train_seed(family: Dict, seed: int, timesteps: int, out: Path) -> Dict:
+    output = _run([sys.executable, "rl/server/train.py", "--network", family["network"],
+                   "--scenarios", family["train_scenarios"], "--algorithm", family["algorithm"],
+                   "--reward", family["reward"], "--execution", family["execution"], "--seed", str(seed),
+                   "--timesteps", str(timesteps), "--model-name", f"benchmark_{family['name']}",
+                   "--experiment-name", f"benchmark_{family['name']}", "--batch-name", f"seed{seed}",
+                   "--models-dir", str(out / "models")], out / f"train_seed{seed}.log", f"training seed {seed}")
+    model = re.search(r"final model: (\S+)", output)
+    run_id = re.search(r"MLflow run ([0-9a-f]{32})", output)
+    if not model:
+        raise BenchmarkError(f"training seed {seed}: no final model in its output ({out / f'train_seed{seed}.log'})")
+    return {"seed": seed, "model": model.group(1), "run_id": run_id.group(1) if run_id else None}
+
+
+def evaluate(family: Dict, controllers: str, out_dir: Path, repeats: int, model: Optional[str] = None) -> pd.DataFrame:
+    command = [sys.executable, "rl/evaluate.py", "--network", family["network"], "--scenarios",
+               family["heldout_scenarios"], "--execution", family["execution"], "--controllers", controllers,
+               "--repeats", str(repeats), "--output-dir", str(out_dir), "--no-mlflow"]
+    if model:
+        command += ["--model", model]
+    _run(command, out_dir.with_suffix(".log"), f"evaluation of {controllers}")
+    return pd.read_csv(out_dir / "evaluation.csv")
+
+
+def learning_diagnostics(run_id: Optional[str]) -> Dict[str, float]:
+    """Episode reward at the start and the end of training, and the last explained variance."""
+    if not run_id:
+        return {}
+    from mlflow import MlflowClient
+
+    from src.tracking.store import resolve_tracking_uri
+
+    client = MlflowClient(tracking_uri=resolve_tracking_uri())
+    found = {}
+    for key, name in (("rollout/ep_rew_mean", "reward"), ("train/explained_variance", "explained_variance")):
+        history = sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)
+        if history:
+            found[f"{name}_first"], found[f"{name}_last"] = history[0].value, history[-1].value
+    return found
+
+
+def summary_table(baselines: pd.DataFrame, policies: List[pd.DataFrame]) -> pd.DataFrame:
+    """One row per controller: metrics averaged over held-out scenarios; rl over seeds (± std)."""
+    rows = []
+    for controller, group in baselines.groupby("controller", sort=False):
+        rows.append({"controller": controller, **{m: group[f"{m}_mean"].mean() for m in METRICS}})
+    if policies:
+        per_seed = pd.DataFrame([{m: table[f"{m}_mean"].mean() for m in METRICS} for table in policies])
+        rows.append({"controller": f"rl ({len(policies)} seeds)", **per_seed.mean().to_dict(),
+                     **{f"{m}_std": per_seed[m].std(ddof=1) if len(policies) > 1 else float("nan") for m in METRICS}})
+    table = pd.DataFrame(rows)
+    fixed = table.loc[table["controller"] == "fixed"]
+    if not fixed.empty:
+        for metric in ("mean_travel_time", "mean_travel_time_all", "mean_time_loss_all"):
+            table[f"{metric}_vs_fixed_pct"] = (table[metric] / float(fixed[metric].iloc[0]) - 1.0) * 100.0
+    return table
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    def cell(row, metric):
+        std = row.get(f"{metric}_std")
+        return f"{row[metric]:.1f}" + (f" ± {std:.1f}" if isinstance(std, float) and std == std else "")
+
+    lines = ["| controller | travel time (s) | all trips (s) | delay, RESCO (s) | completion | travel time vs fixed |",
+             "|---|---|---|---|---|---|"]
+    for _, row in table.iterrows():
+        change = row.get("mean_travel_time_vs_fixed_pct", float("nan"))
+        lines.append(f"| {row['controller']} | {cell(row, 'mean_travel_time')} | {cell(row, 'mean_travel_time_all')} | "
+                     f"{cell(row, 'mean_time_loss_all')} | {row['completion_rate']:.3f} | {change:+.1f}% |")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--family", required=True, help="a name in rl/configs/benchmark/ or a family YAML file")
+    parser.add_argument("--seeds", type=lambda t: [int(x) for x in t.split(",")], help="training seeds (default: the family's)")
+    parser.add_argument("--timesteps", type=int, help="PPO steps per seed (default: the family's)")
+    parser.add_argument("--repeats", type=int, help="SUMO seeds per held-out scenario (default: the family's)")
+    parser.add_argument("--output-dir", help="default outputs/benchmark_<family>_<time>")
+    args = parser.parse_args(argv)
+    try:
+        family = load_family(args.family)
+        seeds = args.seeds or list(family["seeds"])
+        timesteps = args.timesteps or int(family["timesteps"])
+        repeats = args.repeats or int(family["repeats"])
+        out = Path(args.output_dir or REPO_ROOT / "outputs" / f"benchmark_{family['name']}_{datetime.now():%Y%m%d_%H%M%S}")
+        out.mkdir(parents=True, exist_ok=True)
+        trained = [train_seed(family, seed, timesteps, out) for seed in seeds]
+        baselines = evaluate(family, ",".join(family["baselines"]), out / "baselines", repeats)
+        policies = [evaluate(family, "rl", out / f"rl_seed{t['seed']}", repeats, t["model"]) for t in trained]
+    except BenchmarkError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    table = summary_table(baselines, policies)
+    diagnostics = pd.DataFrame([{"seed": t["seed"], **learning_diagnostics(t["run_id"])} for t in trained])
+    table.to_csv(out / "benchmark.csv", index=False)
+    diagnostics.to_csv(out / "learning.csv", index=False)
+    markdown = to_markdown(table)
+    (out / "benchmark.md").write_text(markdown + "\n\n" + diagnostics.to_string(index=False) + "\n")
+    print(f"\n{family['name']}: {len(seeds)} training seeds x {timesteps} steps, held-out "
+          f"{family['heldout_scenarios']}, {repeats} SUMO seeds each\n\n{markdown}\n\n{diagnostics.to_string(index=False)}")
+    print(f"\nsaved in {out}")
+    log_to_mlflow(family["name"], out, table)
+    return 0
+
+
+def log_to_mlflow(family: str, out: Path, table: pd.DataFrame) -> None:
+    """The table as a run of experiment `benchmark_<family>`, beside the training runs."""
+    import mlflow
+
+    from src.tracking.run import start_run
+
+    start_run(f"benchmark_{family}", f"table_{out.name}")
+    try:
+        for name in ("benchmark.csv", "benchmark.md", "learning.csv"):
+            mlflow.log_artifact(str(out / name))
+        for _, row in table.iterrows():
+            key = re.sub(r"[^A-Za-z0-9_]", "_", str(row["controller"])).strip("_")
+            mlflow.log_metrics({f"{key}/{m}": float(row[m]) for m in METRICS if row[m] == row[m]})
+    finally:
+        mlflow.end_run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
