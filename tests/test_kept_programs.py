@@ -112,6 +112,17 @@ def test_phase_plan_of_a_kept_program(kept):
     assert plan.cycle_s == NS_GREEN + EW_GREEN + 2 * ALL_RED
 
 
+def test_controllers_start_from_the_programs_own_cycle_and_durations(kept):
+    from src.control.actuator import plan_timing, program_durations
+
+    plans = read_phase_plans(kept["net"])
+    timing = plan_timing(plans, None, yellow_time=3, min_green=5)  # --yellow-time is not the program's
+    assert (timing.cycle_length, timing.yellow_time) == (NS_GREEN + EW_GREEN + 2 * ALL_RED, ALL_RED)
+    assert list(program_durations(plans["C"], timing)) == [NS_GREEN, EW_GREEN]
+    longer = plan_timing(plans, 104, yellow_time=3, min_green=5)  # another cycle: the program's shares of it
+    assert list(program_durations(plans["C"], longer)) == [60, 40]
+
+
 def _run(args: str, out: Path):
     from src.orchestration.simulation import run_simulation
 

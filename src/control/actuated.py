@@ -18,8 +18,8 @@ MAX_GREEN_FACTOR = 2.5
 
 def runs_own_actuated(plan: PhasePlan) -> bool:
     """A kept actuated program with its own bounds: SUMO runs it as it is (plain `sumo`)."""
-    return (plan.program_type == "actuated" and plan.min_durations is not None
-            and all(v is not None for v in plan.min_durations + (plan.max_durations or [None])))
+    bounds = [*(plan.min_durations or []), *(plan.max_durations or [])]
+    return plan.program_type == "actuated" and len(bounds) == 2 * plan.num_phases and None not in bounds
 
 
 class ActuatedController(SignalController):

@@ -110,7 +110,7 @@ def plan_timing(plans: Mapping[str, PhasePlan], cycle_length: Optional[float], y
 
 
 def program_durations(plan: PhasePlan, timing: CycleTiming) -> np.ndarray:
-    """The program's own green durations where they fill this cycle, else its shares of it.
+    """The program's own green durations where they fill this cycle, else scaled to fill it.
 
     Controllers start from what the network's engineers (or the builder) wrote.
     """
@@ -118,9 +118,11 @@ def program_durations(plan: PhasePlan, timing: CycleTiming) -> np.ndarray:
     if plan.green_durations is None:
         return equal_durations(n, timing)
     own = np.asarray(plan.green_durations, dtype=float)
-    if abs(own.sum() - timing.green_budget(n)) < 1e-6 and (own >= timing.min_green - 1e-9).all():
+    budget = timing.green_budget(n)
+    if abs(own.sum() - budget) < 1e-6 and (own >= timing.min_green - 1e-9).all():
         return own
-    return proportions_to_durations(own, timing)
+    scaled = own * budget / own.sum() if own.sum() > 0 else np.full(n, budget / n)
+    return proportions_to_durations(np.clip(scaled - timing.min_green, 0.0, None), timing)
 
 
 class SignalActuator:
