@@ -197,3 +197,19 @@ def test_evaluation_of_study_configs_and_of_a_network_yaml_with_route_files(kept
     assert list(table["scenario"]) == ["trips"] and table["vehicles_arrived_mean"].iloc[0] > 0
     runs = (tmp_path / "yaml" / "evaluation_runs.csv").read_text()
     assert "--signal-programs opposites" in runs
+
+
+def test_rl_env_acts_on_kept_programs(kept, tmp_path):
+    from src.rl.environment import TrafficControlEnv
+    from src.rl.training import build_shared_network
+
+    args = f"--net-file {kept['net']} --route-file {kept['trips']} --end-time 120 --cycle-length 60"
+    network = build_shared_network(args, tmp_path / "network")
+    env = TrafficControlEnv(args, network, work_dir=tmp_path / "env")
+    try:
+        env.reset(seed=0)
+        assert env.timing.yellow_time == ALL_RED  # the program's all-red, not --yellow-time
+        env.step(np.zeros(env.action_space.shape, dtype=np.float32))
+        assert env._durations["C"].sum() == 60 - 2 * ALL_RED
+    finally:
+        env.close()
