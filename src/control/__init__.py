@@ -1,4 +1,4 @@
-"""Signal controllers behind one cycle-based interface (see `base.SignalController`)."""
+"""Signal controllers: cycle-based (`base.SignalController`) and acyclic (`base.PhaseSelectController`)."""
 
 from __future__ import annotations
 
@@ -42,6 +42,6 @@ def _load_optional_controllers() -> None:
 
 __all__ = [
     "CONTROLLERS", "CycleMeasurement", "CycleTiming", "LaneInfo", "LaneSampler", "PhaseActuator",
-    "PhaseSelectController", "SignalActuator", "SignalController", "plan_timing", "create_controller", "proportions_to_durations", "register_controller",
-    "run_cycle", "softmax",
+    "PhaseSelectController", "SignalActuator", "SignalController", "create_controller", "plan_timing",
+    "proportions_to_durations", "register_controller", "run_cycle", "softmax",
 ]
