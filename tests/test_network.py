@@ -12,6 +12,7 @@ import networkx as nx
 import pytest
 
 from src.network import NetworkArtifacts, build_network, read_phase_plans
+from src.network.builder import bus_lines_of
 from src.sumo_integration.tools import sumo_binary
 from src.network.land_use import ZONE_ATTRACTION, ZONE_TYPES
 from src.network.netfile import read_net
@@ -443,7 +444,9 @@ def test_net_file_keeps_lanes_and_rebuilds_programs(build, tmp_path):
     assert art.signalized_junctions == src.signalized_junctions
     plans = read_phase_plans(art.net_file)
     assert plans["C1"].num_phases == 4 and plans["B1"].num_phases == 3  # B1 lost its northern side
-    assert art.bus_lines and all(line[0] in art.boundary_in_edges for line in art.bus_lines)
+    assert art.bus_lines == [] and art.bus_lines_on_demand  # drawn only when a scenario asks for buses
+    lines = bus_lines_of(art)
+    assert lines and all(line[0] in art.boundary_in_edges for line in lines)
     assert _sumo_loads(art.net_file).strip() == ""
 
 

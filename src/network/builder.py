@@ -213,6 +213,14 @@ def _generic_bus_lines(info: NetInfo, ins: Sequence[str], outs: Sequence[str], r
     return _route_lines(info, roads, ends)
 
 
+def bus_lines_of(network: NetworkArtifacts) -> List[List[str]]:
+    """The network's bus lines; a given net file's are drawn here, from entries to far exits."""
+    if network.bus_lines or not network.bus_lines_on_demand:
+        return [list(line) for line in network.bus_lines]
+    info = read_net(network.net_file)
+    return _generic_bus_lines(info, network.boundary_in_edges, network.boundary_out_edges, info.road_edges())
+
+
 def _install_programs(
     source: Path, target: Path, strategy: str, timings: Tuple[int, int, int], work_dir: Path
 ) -> Tuple[NetInfo, Dict[str, Program]]:
@@ -348,6 +356,8 @@ def _build_from_file(
         info, programs = _install_programs(source, net_file, strategy, (yellow_time, min_green, cycle_length), work_dir)
         signals = sorted(programs)
     source.unlink()
+    if not any(work_dir.iterdir()):  # kept programs need no work files
+        work_dir.rmdir()
     return NetworkArtifacts(
         directory=out_dir,
         boundary_in_edges=ins,
@@ -357,7 +367,7 @@ def _build_from_file(
         signalized_junctions=signals,
         removed_junctions=[],
         lane_counts={e: info.edges[e].num_lanes for e in roads},
-        bus_lines=_generic_bus_lines(info, ins, outs, roads),
+        bus_lines_on_demand=True,  # a given net file gets no synthetic lines unless buses are asked for
         bounds=tuple(float(v) for v in info.bounds),  # type: ignore[arg-type]
     )
 
