@@ -31,7 +31,7 @@ if str(REPO) not in sys.path:
 #: The heavy scenario (first scenario of rl/configs/scenarios/heavy_load.yaml on grid6_realistic).
 HEAVY_NETWORK = ("--network-seed 24208 --grid_dimension 6 --junctions_to_remove 2 --block_size_m 280 "
                  "--lane_count realistic --step-length 1.0 --land_use_block_size_m 25 --attractiveness land_use "
-                 "--traffic_light_strategy partial_opposites")
+                 "--signal-programs partial_opposites")
 HEAVY_TRAFFIC = ("--private-traffic-seed 72632 --public-traffic-seed 27031 --routing_strategy 'realtime 100' "
                  "--vehicle_types 'passenger 100' --passenger-routes 'in 0 out 0 inner 100 pass 0' "
                  "--departure_pattern uniform --start_time_hour 8.0")
@@ -41,7 +41,7 @@ HEAVY_END_TIME = 7200
 #: The quick scenario: same kind of traffic on a 4x4 grid, a few thousand vehicles, 1800 s.
 QUICK_NETWORK = ("--network-seed 24208 --grid_dimension 4 --junctions_to_remove 0 --block_size_m 200 "
                  "--lane_count realistic --step-length 1.0 --land_use_block_size_m 25 --attractiveness land_use "
-                 "--traffic_light_strategy partial_opposites")
+                 "--signal-programs partial_opposites")
 QUICK_TRAFFIC = HEAVY_TRAFFIC
 QUICK_VEHICLES = 4000
 QUICK_END_TIME = 1800

@@ -9,6 +9,12 @@ r"""Compare controllers (fixed, actuated, max_pressure, tree_method, a trained r
     python rl/evaluate.py --net-file city.net.xml --route-files morning.rou.xml,evening.rou.xml \
         --controllers fixed,actuated,max_pressure --repeats 2 --end-time 3600
 
+    python rl/evaluate.py --sumocfg study/run2/simulation.sumocfg.xml,study/run3/simulation.sumocfg.xml \
+        --controllers fixed,actuated,tree_method --repeats 3
+
+A network YAML naming `net_file` also takes `--route-files` instead of `--scenarios`; a
+given net file keeps its own signal programs unless `--signal-programs` names a strategy.
+
 Every scenario x controller runs `--repeats` times (SUMO seed base+k for repeat k) in parallel
 worker processes. The table (mean ± std over repeats, change of the mean travel time against
 fixed and actuated) is printed and saved as CSV; with MLflow (default) it is logged as one
@@ -62,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--net-file", "--net_file", dest="net_file", type=optional(str), help="a SUMO .net.xml instead of --network")
     what.add_argument("--route-files", "--route_files", dest="route_files", type=optional(str),
                       help="comma list of SUMO route files instead of --scenarios; each is a scenario named after its file")
+    what.add_argument("--sumocfg", type=optional(str), default=None,
+                      help="comma list of study .sumocfg files, each a scenario run as published (net, routes, options)")
     how = parser.add_argument_group("how")
     how.add_argument("--controllers", default=DEFAULT_CONTROLLERS, type=optional(str),
                      help=f"comma list of fixed, actuated, max_pressure, tree_method, rl (default {DEFAULT_CONTROLLERS})")
@@ -70,6 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--repeats", type=optional(_positive), default=3, help="runs per scenario and controller (SUMO seeds differ)")
     how.add_argument("--end-time", "--end_time", dest="end_time", type=optional(_positive), default=None,
                      help="simulated seconds (default: the execution file's end_time; 3600 with --net-file)")
+    how.add_argument("--signal-programs", "--signal_programs", dest="signal_programs", type=optional(str), default=None,
+                     help="keep (a net file's own programs, its default) or a generated strategy: opposites, incoming, partial_opposites")
+    how.add_argument("--cycle-length", "--cycle_length", dest="cycle_length", type=optional(_positive), default=None,
+                     help="cycle of the controllers (default: the kept programs' own); fixed then splits green equally")
+    how.add_argument("--min-green", "--min_green", dest="min_green", type=optional(_positive), default=None, help="minimum green (s)")
     how.add_argument("--seed", type=optional(int), default=None, help="SUMO seed of the first repeat (default: config sumo_seed, 0)")
     how.add_argument("--workers", type=optional(_positive), default=None, help=f"worker processes (default: CPU count, {os.cpu_count()})")
     out = parser.add_argument_group("output")
@@ -113,24 +126,39 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         plot_travel_times,
     )
 
-    files_mode = args.net_file is not None or args.route_files is not None
-    name = Path(args.net_file).name.split(".")[0] if files_mode and args.net_file else Path(args.network or "network").stem
+    study_mode = args.sumocfg is not None
+    files_mode = not study_mode and (args.net_file is not None or (args.route_files is not None and not args.network))
+    if study_mode:
+        name = Path(_split(args.sumocfg)[0]).resolve().parent.parent.name or "study"
+    elif files_mode and args.net_file:
+        name = Path(args.net_file).name.split(".")[0]
+    else:
+        name = Path(args.network or "network").stem
+    run_options: List[str] = []
+    for option, value in (("--signal-programs", args.signal_programs), ("--cycle-length", args.cycle_length),
+                          ("--min-green", args.min_green)):
+        if value is not None:
+            run_options += [option, str(value)]
     out_dir = Path(args.output_dir or Path("outputs") / f"evaluation_{name}_{datetime.now().strftime('%Y%m%d_%H%M%S')}")
     try:
-        if files_mode:
+        if study_mode:
+            if args.network or args.scenarios or args.net_file or args.route_files:
+                raise EvaluationError("--sumocfg replaces --network/--scenarios/--net-file/--route-files; give one form")
+        elif files_mode:
             if args.network or args.scenarios:
                 raise EvaluationError("--net-file/--route-files replace --network/--scenarios; give one form, not both")
             if not args.net_file or not args.route_files:
                 raise EvaluationError("--net-file and --route-files go together: a SUMO network and route files")
-        elif not args.network or not args.scenarios:
-            raise EvaluationError("give --network and --scenarios (YAML files), or --net-file and --route-files")
+        elif not args.network or not (args.scenarios or args.route_files):
+            raise EvaluationError("give --network and --scenarios (YAML files) or --route-files, --net-file and "
+                                  "--route-files, or --sumocfg")
         try:
             check_writable_dir(out_dir, "the output folder (--output-dir)", create=False)
         except LocationError as err:
             raise EvaluationError(str(err)) from None
         table = evaluate_controllers(
-            None if files_mode else _config_path(args.network),
-            None if files_mode else _config_path(args.scenarios),
+            None if files_mode or study_mode else _config_path(args.network),
+            None if files_mode or study_mode else _config_path(args.scenarios),
             args.controllers or DEFAULT_CONTROLLERS,
             model=args.model,
             repeats=args.repeats or 3,
@@ -139,10 +167,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             workers=args.workers or os.cpu_count() or 1,
             scenario_names=args.scenario,
             net_file=args.net_file if files_mode else None,
-            route_files=_split(args.route_files) if files_mode else None,
+            route_files=_split(args.route_files) if args.route_files and not study_mode else None,
             execution_config=_config_path(args.execution),
             base_seed=args.seed,
             tracking_uri=args.tracking_uri,
+            sumocfg_files=_split(args.sumocfg) if study_mode else None,
+            run_options=run_options,
         )
     except EvaluationError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -102,10 +102,14 @@ def create_argument_parser() -> argparse.ArgumentParser:
     net.add_argument(*_opt("land_use_block_size_m"), dest="land_use_block_size_m", type=_positive_float("--land_use_block_size_m"),
                      default=P.DEFAULT_LAND_USE_BLOCK_SIZE_M)
     net.add_argument(*_opt("attractiveness"), dest="attractiveness", type=_choice("--attractiveness", P.ATTRACTIVENESS_METHODS),
-                     default=P.DEFAULT_ATTRACTIVENESS)
-    net.add_argument(*_opt("traffic_light_strategy"), dest="traffic_light_strategy",
-                     type=_choice("--traffic_light_strategy", P.TRAFFIC_LIGHT_STRATEGIES), default=P.DEFAULT_TRAFFIC_LIGHT_STRATEGY)
+                     default=None, help=f"default: {P.DEFAULT_ATTRACTIVENESS} on a grid, uniform on --net-file (no land use)")
+    net.add_argument(*_opt("signal-programs"), *_opt("traffic_light_strategy"), dest="signal_programs",
+                     type=_choice("--signal-programs", P.SIGNAL_PROGRAMS), default=None,
+                     help=f"{P.KEEP_PROGRAMS}: the net file's own programs (default with --net-file); or generated "
+                          f"programs of a strategy (default on a grid: {P.DEFAULT_TRAFFIC_LIGHT_STRATEGY})")
     net.add_argument(*_opt("net-file"), dest="net_file", type=Path, default=None, help="a SUMO .net.xml replacing the synthetic grid")
+    net.add_argument("--sumocfg", dest="sumocfg", type=Path, default=None,
+                     help="a study's SUMO configuration: its net, route file, end time and run options (e.g. rerouting)")
 
     traffic = parser.add_argument_group("traffic")
     traffic.add_argument(*_opt("num_vehicles"), dest="num_vehicles", type=_positive_int("--num_vehicles"), default=P.DEFAULT_NUM_VEHICLES)
@@ -126,16 +130,21 @@ def create_argument_parser() -> argparse.ArgumentParser:
                          help="uniform, six_periods or custom:HH:MM-HH:MM,PCT;...")
     traffic.add_argument(*_opt("start_time_hour"), dest="start_time_hour", type=float, default=P.DEFAULT_START_TIME_HOUR,
                          help="clock hour at simulation time 0 (selects the time-of-day period)")
-    traffic.add_argument(*_opt("end-time"), dest="end_time", type=_positive_int("--end-time"), default=P.DEFAULT_END_TIME,
-                         help="simulated seconds")
+    traffic.add_argument(*_opt("end-time"), dest="end_time", type=_positive_int("--end-time"), default=None,
+                         help=f"simulated seconds (default: the --sumocfg end, else {P.DEFAULT_END_TIME})")
     traffic.add_argument(*_opt("route-file"), dest="route_file", type=Path, default=None, help="a SUMO route/trip file replacing generated traffic")
 
     control = parser.add_argument_group("control")
     control.add_argument(*_opt("traffic_control"), dest="traffic_control", type=_choice("--traffic_control", P.TRAFFIC_CONTROLS),
                          default=P.DEFAULT_TRAFFIC_CONTROL)
-    control.add_argument(*_opt("cycle-length"), dest="cycle_length", type=_positive_int("--cycle-length"), default=P.DEFAULT_CYCLE_LENGTH)
+    control.add_argument(*_opt("cycle-length"), dest="cycle_length", type=_positive_int("--cycle-length"), default=None,
+                         help=f"default: the kept programs' own cycle, else {P.DEFAULT_CYCLE_LENGTH}; "
+                              "fixed with a cycle length on kept programs splits their green equally (Uniform)")
     control.add_argument(*_opt("min-green"), dest="min_green", type=_positive_int("--min-green"), default=P.DEFAULT_MIN_GREEN)
-    control.add_argument(*_opt("yellow-time"), dest="yellow_time", type=_positive_int("--yellow-time"), default=P.DEFAULT_YELLOW_TIME)
+    control.add_argument(*_opt("yellow-time"), dest="yellow_time", type=_non_negative_int("--yellow-time"), default=P.DEFAULT_YELLOW_TIME,
+                         help="yellow of generated programs (>= 1); kept programs use their own transitions")
+    control.add_argument(*_opt("decision-interval"), dest="decision_interval", type=_positive_int("--decision-interval"),
+                         default=P.DEFAULT_DECISION_INTERVAL, help="max_pressure: seconds between phase choices after the minimum green")
     control.add_argument(*_opt("model-path"), dest="model_path", default=None,
                          help="trained policy for --traffic_control rl: a .zip path, runs:/ or models:/ URI")
     control.add_argument(*_opt("tree-method-speed-factor"), dest="tree_method_speed_factor", type=_positive_float("--tree-method-speed-factor"),
@@ -151,8 +160,30 @@ def create_argument_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _apply_sumocfg(ns: argparse.Namespace):
+    """Fill net file, route file, end time and step length from `--sumocfg`; return its run options."""
+    from src.sumo_integration.sumocfg import read_sumocfg
+
+    if ns.net_file is not None or ns.route_file is not None:
+        raise P.ParameterError("--sumocfg: names the net and route files itself; leave out --net-file and --route-file")
+    study = read_sumocfg(ns.sumocfg)
+    if study.begin != 0:
+        raise P.ParameterError(f"--sumocfg: begin {study.begin:g} is not supported; runs start at 0")
+    if len(study.route_files) != 1:
+        raise P.ParameterError(f"--sumocfg: {len(study.route_files)} route files; exactly one is supported")
+    ns.net_file, ns.route_file = study.net_file, study.route_files[0]
+    if ns.end_time is None and study.end is not None:
+        ns.end_time = int(study.end)
+    if study.step_length is not None:
+        ns.step_length = study.step_length
+    return study
+
+
 def params_from_args(ns: argparse.Namespace) -> P.SimulationParams:
     """Turn parsed arguments into validated parameters; raises ParameterError on bad combinations."""
+    study = _apply_sumocfg(ns) if getattr(ns, "sumocfg", None) is not None else None
+    if ns.end_time is None:
+        ns.end_time = P.DEFAULT_END_TIME
     if ns.net_file is not None and not Path(ns.net_file).is_file():
         raise P.ParameterError(f"--net-file: file {str(ns.net_file)!r} does not exist")
     if ns.route_file is not None and not Path(ns.route_file).is_file():
@@ -174,7 +205,7 @@ def params_from_args(ns: argparse.Namespace) -> P.SimulationParams:
         step_length=ns.step_length,
         land_use_block_size_m=ns.land_use_block_size_m,
         attractiveness=ns.attractiveness,
-        traffic_light_strategy=ns.traffic_light_strategy,
+        signal_programs=ns.signal_programs,
         net_file=ns.net_file,
     )
     traffic = P.TrafficParams(
@@ -196,14 +227,18 @@ def params_from_args(ns: argparse.Namespace) -> P.SimulationParams:
         yellow_time=ns.yellow_time,
         model_path=ns.model_path,
         tree_method_speed_factor=ns.tree_method_speed_factor,
+        decision_interval=ns.decision_interval,
     )
     # The builders' own checks, run here so every bad value is reported before SUMO starts.
     from src.network import validate_network_params
     from src.traffic import validate_traffic_params
 
-    validate_network_params(network, yellow_time=ns.yellow_time, min_green=ns.min_green, cycle_length=ns.cycle_length)
+    validate_network_params(network, yellow_time=ns.yellow_time, min_green=ns.min_green,
+                            cycle_length=control.cycle_length_or_default)
     validate_traffic_params(traffic)
-    return P.SimulationParams(network, traffic, control, sumo_seed=ns.sumo_seed, output_dir=ns.output_dir, gui=ns.gui)
+    return P.SimulationParams(network, traffic, control, sumo_seed=ns.sumo_seed, output_dir=ns.output_dir, gui=ns.gui,
+                              sumo_options=study.options if study else (),
+                              additional_files=study.additional_files if study else ())
 
 
 def parse_simulation_params(argv: Sequence[str] | str) -> P.SimulationParams:

@@ -18,9 +18,11 @@ VEHICLE_TYPES = ("passenger", "public")
 PASSENGER_ROUTE_KINDS = ("in", "out", "inner", "pass")
 DEPARTURE_PATTERNS = ("uniform", "six_periods")  # plus "custom:HH:MM-HH:MM,pct;..."
 ATTRACTIVENESS_METHODS = ("land_use", "poisson", "uniform")
-TRAFFIC_LIGHT_STRATEGIES = ("opposites", "incoming", "partial_opposites")
+TRAFFIC_LIGHT_STRATEGIES = ("opposites", "incoming", "partial_opposites")  # generated programs
+KEEP_PROGRAMS = "keep"  # a given net file's own tlLogics, untouched
+SIGNAL_PROGRAMS = (KEEP_PROGRAMS,) + TRAFFIC_LIGHT_STRATEGIES
 LANE_COUNT_MODES = ("realistic", "random")  # or a positive integer
-TRAFFIC_CONTROLS = ("fixed", "actuated", "max_pressure", "tree_method", "rl")
+TRAFFIC_CONTROLS = ("fixed", "actuated", "max_pressure", "max_pressure_cycle", "tree_method", "rl")
 
 # --- defaults (engine) --------------------------------------------------------------------
 DEFAULT_NETWORK_SEED = 42
@@ -42,9 +44,10 @@ DEFAULT_DEPARTURE_PATTERN = "uniform"
 DEFAULT_START_TIME_HOUR = 8.0
 DEFAULT_END_TIME = 3600
 DEFAULT_TRAFFIC_CONTROL = "fixed"
-DEFAULT_CYCLE_LENGTH = 90
+DEFAULT_CYCLE_LENGTH = 90  # of generated programs; kept programs bring their own
 DEFAULT_MIN_GREEN = 5
-DEFAULT_YELLOW_TIME = 3
+DEFAULT_YELLOW_TIME = 3  # of generated programs; kept programs bring their own transitions
+DEFAULT_DECISION_INTERVAL = 5  # s between phase choices of acyclic controllers (max_pressure)
 DEFAULT_SUMO_SEED = 0
 DEFAULT_TREE_METHOD_SPEED_FACTOR = 1.0  # a link is loaded below this x its speed of maximum flow (authors: 1)
 
@@ -187,9 +190,23 @@ class NetworkParams:
     lane_count: Union[str, int] = DEFAULT_LANE_COUNT
     step_length: float = DEFAULT_STEP_LENGTH
     land_use_block_size_m: float = DEFAULT_LAND_USE_BLOCK_SIZE_M
-    attractiveness: str = DEFAULT_ATTRACTIVENESS
-    traffic_light_strategy: str = DEFAULT_TRAFFIC_LIGHT_STRATEGY
+    attractiveness: Optional[str] = None  # see `resolved_attractiveness`
+    signal_programs: Optional[str] = None  # see `resolved_signal_programs`
     net_file: Optional[Path] = None
+
+
+def resolved_signal_programs(params: NetworkParams) -> str:
+    """A given net file keeps its own programs unless a strategy is asked for; a grid gets opposites."""
+    if params.signal_programs is not None:
+        return params.signal_programs
+    return KEEP_PROGRAMS if params.net_file is not None else DEFAULT_TRAFFIC_LIGHT_STRATEGY
+
+
+def resolved_attractiveness(params: NetworkParams) -> str:
+    """A grid draws trip ends from its synthetic land use; a given net file only when asked."""
+    if params.attractiveness is not None:
+        return params.attractiveness
+    return "uniform" if params.net_file is not None else DEFAULT_ATTRACTIVENESS
 
 
 @dataclass(frozen=True)
@@ -210,12 +227,19 @@ class TrafficParams:
 
 @dataclass(frozen=True)
 class ControlParams:
+    """`cycle_length` None: the kept programs' own cycle, else `DEFAULT_CYCLE_LENGTH`."""
+
     traffic_control: str = DEFAULT_TRAFFIC_CONTROL
-    cycle_length: int = DEFAULT_CYCLE_LENGTH
+    cycle_length: Optional[int] = None
     min_green: int = DEFAULT_MIN_GREEN
     yellow_time: int = DEFAULT_YELLOW_TIME
     model_path: Optional[str] = None
     tree_method_speed_factor: float = DEFAULT_TREE_METHOD_SPEED_FACTOR
+    decision_interval: int = DEFAULT_DECISION_INTERVAL
+
+    @property
+    def cycle_length_or_default(self) -> int:
+        return int(self.cycle_length) if self.cycle_length is not None else DEFAULT_CYCLE_LENGTH
 
 
 @dataclass(frozen=True)
@@ -226,6 +250,10 @@ class SimulationParams:
     sumo_seed: int = DEFAULT_SUMO_SEED
     output_dir: Optional[Path] = None
     gui: bool = False
+    #: SUMO options a study's .sumocfg sets (name without dashes, value), passed to every run.
+    sumo_options: Tuple[Tuple[str, str], ...] = ()
+    #: Additional files the .sumocfg loads (absolute paths).
+    additional_files: Tuple[Path, ...] = ()
 
 
 def period_of_hour(hour_of_day: float) -> str:

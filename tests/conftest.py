@@ -11,7 +11,7 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 #: A 3x3 grid small enough that a 600 s episode takes well under a second.
-TINY_NETWORK = "--network-seed 7 --grid_dimension 3 --block_size_m 150 --lane_count 2 --traffic_light_strategy opposites"
+TINY_NETWORK = "--network-seed 7 --grid_dimension 3 --block_size_m 150 --lane_count 2 --signal-programs opposites"
 TINY_CONTROL = "--cycle-length 60 --min-green 5 --yellow-time 3"
 
 

@@ -72,7 +72,7 @@ def test_repository_files_load_into_a_valid_config():
     assert config.junctions_to_remove == 2
     assert config.block_size_m == 280.0
     assert config.lane_count == "realistic"
-    assert config.traffic_light_strategy == "partial_opposites"
+    assert config.signal_programs == "partial_opposites"
     assert config.cycle_lengths == [90] and config.cycle_strategy == "fixed"
     # scenarios
     assert len(config.scenarios) >= 3
@@ -190,7 +190,7 @@ def test_unknown_key_suggests_close_match(tmp_path):
     ("network", {"grid_dimension": "6"}, "grid_dimension", "expected an integer >= 1, got str '6'"),
     ("network", {"grid_dimension": True}, "grid_dimension", "got bool"),
     ("network", {"cycle_lengths": 90}, "cycle_lengths", "expected a non-empty list"),
-    ("network", {"traffic_light_strategy": "oposites"}, "traffic_light_strategy", "did you mean 'opposites'"),
+    ("network", {"signal_programs": "oposites"}, "signal_programs", "did you mean 'opposites'"),
     ("network", {"lane_count": 9}, "lane_count", "integer 1-5"),
     ("algorithm", {"learning_rate": "fast"}, "learning_rate", "expected a number > 0, got str 'fast'"),
     ("algorithm", {"gamma": 1.5}, "gamma", "<= 1"),
@@ -362,7 +362,7 @@ def test_env_params_parse_and_carry_the_scenario():
         assert params.traffic.end_time == 7200
         assert params.network.grid_dimension == 6 and params.network.block_size_m == 280.0
         assert params.network.network_seed == 24208 and params.network.junctions_to_remove == 2
-        assert params.network.traffic_light_strategy == "partial_opposites"
+        assert params.network.signal_programs == "partial_opposites"
         assert params.control.traffic_control == "tree_method"
         assert params.control.cycle_length == 90
         assert (params.control.min_green, params.control.yellow_time) == (5, 3)

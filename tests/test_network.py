@@ -12,6 +12,7 @@ import networkx as nx
 import pytest
 
 from src.network import NetworkArtifacts, build_network, read_phase_plans
+from src.network.builder import bus_lines_of
 from src.sumo_integration.tools import sumo_binary
 from src.network.land_use import ZONE_ATTRACTION, ZONE_TYPES
 from src.network.netfile import read_net
@@ -119,7 +120,7 @@ def test_junction_with_two_neighbours_left_is_unsignalised(build):
 
 
 def test_no_u_turns_at_signals_unless_the_streets_need_one(build):
-    art = build(grid_dimension=3, block_size_m=100, lane_count=2, traffic_light_strategy="partial_opposites")
+    art = build(grid_dimension=3, block_size_m=100, lane_count=2, signal_programs="partial_opposites")
     info = read_net(art.net_file)
     assert not [c for c in info.connections if c.direction == "t" and c.tl]
     _assert_all_reachable(art)  # every street is reached by going round a block
@@ -148,7 +149,7 @@ def test_random_lane_count(build):
     counts = set(art.lane_counts.values())
     assert counts <= {1, 2, 3} and len(counts) > 1
     partial = build(grid_dimension=4, block_size_m=100, lane_count="random", network_seed=3,
-                    traffic_light_strategy="partial_opposites")
+                    signal_programs="partial_opposites")
     assert set(partial.lane_counts.values()) == {2, 3}
 
 
@@ -165,7 +166,7 @@ def test_realistic_lane_count_follows_land_use(build):
     lanes = [art.lane_counts[e] for e in ranked]
     assert lanes == sorted(lanes)
     partial = build(grid_dimension=4, block_size_m=150, lane_count="realistic", land_use_block_size_m=25,
-                    network_seed=11, traffic_light_strategy="partial_opposites")
+                    network_seed=11, signal_programs="partial_opposites")
     assert min(partial.lane_counts.values()) == 2
 
 
@@ -211,7 +212,7 @@ def _check_alternating_yellow(states: List[str]) -> None:
 
 
 def test_opposites_program(build):
-    art = build(grid_dimension=3, block_size_m=100, lane_count=2, traffic_light_strategy="opposites")
+    art = build(grid_dimension=3, block_size_m=100, lane_count=2, signal_programs="opposites")
     states = _tl_phases(art.net_file, "B1")
     _check_alternating_yellow(states)
     greens = states[::2]
@@ -228,7 +229,7 @@ def test_opposites_program(build):
 
 
 def test_incoming_program(build):
-    art = build(grid_dimension=3, block_size_m=100, lane_count=2, traffic_light_strategy="incoming")
+    art = build(grid_dimension=3, block_size_m=100, lane_count=2, signal_programs="incoming")
     states = _tl_phases(art.net_file, "B1")
     _check_alternating_yellow(states)
     greens = states[::2]
@@ -246,7 +247,7 @@ def test_incoming_program(build):
 
 
 def test_partial_opposites_program(build):
-    art = build(grid_dimension=3, block_size_m=100, lane_count=2, traffic_light_strategy="partial_opposites")
+    art = build(grid_dimension=3, block_size_m=100, lane_count=2, signal_programs="partial_opposites")
     states = _tl_phases(art.net_file, "B1")
     _check_alternating_yellow(states)
     greens = states[::2]
@@ -266,7 +267,7 @@ def test_partial_opposites_program(build):
 
 def test_partial_opposites_t_junction_stem_gets_one_green(build):
     art = build(grid_dimension=4, block_size_m=100, lane_count=2, junctions_to_remove=("B1",),
-                traffic_light_strategy="partial_opposites")
+                signal_programs="partial_opposites")
     plan = read_phase_plans(art.net_file)["B2"]  # lost its southern side: B3B2 is the stem
     assert plan.num_phases == 3
     served = [set(plan.served_incoming_lanes(p)) for p in range(3)]
@@ -278,7 +279,7 @@ def test_partial_opposites_t_junction_stem_gets_one_green(build):
 
 
 def test_green_durations_fill_cycle(tmp_path):
-    art = build_network(NetworkParams(grid_dimension=3, block_size_m=100, traffic_light_strategy="incoming"),
+    art = build_network(NetworkParams(grid_dimension=3, block_size_m=100, signal_programs="incoming"),
                         tmp_path, yellow_time=4, min_green=10, cycle_length=80)
     import xml.etree.ElementTree as ET
 
@@ -286,7 +287,7 @@ def test_green_durations_fill_cycle(tmp_path):
     durations = [int(float(p.get("duration"))) for p in logic.iter("phase")]
     assert durations[1::2] == [4] * 4
     assert sum(durations) == 80 and min(durations[::2]) >= 10
-    art2 = build_network(NetworkParams(grid_dimension=3, block_size_m=100, traffic_light_strategy="incoming"),
+    art2 = build_network(NetworkParams(grid_dimension=3, block_size_m=100, signal_programs="incoming"),
                          tmp_path / "b", yellow_time=3, min_green=30, cycle_length=60)
     logic = [t for t in ET.parse(art2.net_file).getroot().iter("tlLogic") if t.get("id") == "B1"][0]
     assert [int(float(p.get("duration"))) for p in logic.iter("phase")][::2] == [30] * 4
@@ -296,7 +297,7 @@ def test_green_durations_fill_cycle(tmp_path):
 
 
 def test_read_phase_plans_matches_strategy(build):
-    inc = build(grid_dimension=3, block_size_m=100, lane_count=2, traffic_light_strategy="incoming")
+    inc = build(grid_dimension=3, block_size_m=100, lane_count=2, signal_programs="incoming")
     plans = read_phase_plans(inc.net_file)
     assert sorted(plans) == inc.signalized_junctions
     plan = plans["B1"]
@@ -312,7 +313,7 @@ def test_read_phase_plans_matches_strategy(build):
     assert all(o.rsplit("_", 1)[0].startswith("B1") for _i, o, _x in plan.links)
 
     part = read_phase_plans(build(grid_dimension=3, block_size_m=100, lane_count=2,
-                                  traffic_light_strategy="partial_opposites").net_file)["B1"]
+                                  signal_programs="partial_opposites").net_file)["B1"]
     served = [set(part.served_incoming_lanes(p)) for p in range(4)]
     left_lanes = {f"{e}_1" for e in ("A1B1", "B0B1", "B2B1", "C1B1")}
     straight_lanes = {f"{e}_0" for e in ("A1B1", "B0B1", "B2B1", "C1B1")}
@@ -321,7 +322,7 @@ def test_read_phase_plans_matches_strategy(build):
     assert set().union(*served) == left_lanes | straight_lanes
 
     opp = read_phase_plans(build(grid_dimension=3, block_size_m=100, lane_count=2,
-                                 traffic_light_strategy="opposites").net_file)["B1"]
+                                 signal_programs="opposites").net_file)["B1"]
     assert opp.num_phases == 2
     assert set(opp.served_incoming_lanes(0)).isdisjoint(opp.served_incoming_lanes(1))
 
@@ -403,9 +404,9 @@ def test_same_seed_identical_files_other_seed_differs(tmp_path):
     (dict(grid_dimension=4, junctions_to_remove=("B1", "Z9")), "--junctions_to_remove"),
     (dict(grid_dimension=4, junctions_to_remove=5), "--junctions_to_remove"),
     (dict(grid_dimension=3, junctions_to_remove=("A1", "B0")), "--junctions_to_remove"),
-    (dict(lane_count=1, traffic_light_strategy="partial_opposites"), "--lane_count"),
+    (dict(lane_count=1, signal_programs="partial_opposites"), "--lane_count"),
     (dict(lane_count="many"), "--lane_count"),
-    (dict(traffic_light_strategy="roundabout"), "--traffic_light_strategy"),
+    (dict(signal_programs="roundabout"), "--signal-programs"),
     (dict(attractiveness="gravity"), "--attractiveness"),
     (dict(network_seed=-1), "--network-seed"),
     (dict(net_file=Path("/nonexistent/x.net.xml")), "--net-file"),
@@ -434,8 +435,8 @@ def test_unknown_junction_error_lists_valid_ids(tmp_path):
 
 def test_net_file_keeps_lanes_and_rebuilds_programs(build, tmp_path):
     src = build(grid_dimension=4, block_size_m=120, junctions_to_remove=("B2",), lane_count="random",
-                network_seed=4, traffic_light_strategy="opposites")
-    art = build_network(NetworkParams(net_file=src.net_file, traffic_light_strategy="incoming",
+                network_seed=4, signal_programs="opposites")
+    art = build_network(NetworkParams(net_file=src.net_file, signal_programs="incoming",
                                       attractiveness="land_use"), tmp_path)
     assert art.lane_counts == src.lane_counts
     assert sorted(art.boundary_in_edges) == sorted(src.boundary_in_edges)
@@ -443,7 +444,9 @@ def test_net_file_keeps_lanes_and_rebuilds_programs(build, tmp_path):
     assert art.signalized_junctions == src.signalized_junctions
     plans = read_phase_plans(art.net_file)
     assert plans["C1"].num_phases == 4 and plans["B1"].num_phases == 3  # B1 lost its northern side
-    assert art.bus_lines and all(line[0] in art.boundary_in_edges for line in art.bus_lines)
+    assert art.bus_lines == [] and art.bus_lines_on_demand  # drawn only when a scenario asks for buses
+    lines = bus_lines_of(art)
+    assert lines and all(line[0] in art.boundary_in_edges for line in lines)
     assert _sumo_loads(art.net_file).strip() == ""
 
 
@@ -453,7 +456,7 @@ def test_net_file_keeps_lanes_and_rebuilds_programs(build, tmp_path):
 def test_heavy_network_builds_fast(tmp_path):
     params = NetworkParams(network_seed=24208, grid_dimension=6, block_size_m=280, junctions_to_remove=2,
                            lane_count="realistic", attractiveness="land_use", land_use_block_size_m=25,
-                           traffic_light_strategy="partial_opposites")
+                           signal_programs="partial_opposites")
     started = time.perf_counter()
     art = build_network(params, tmp_path)
     elapsed = time.perf_counter() - started

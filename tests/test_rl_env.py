@@ -69,7 +69,7 @@ def test_actions_change_green_durations(tiny_network, tmp_path):
 
 def test_junction_with_fewer_phases_ignores_extra_action_slots(tmp_path):
     network = build_shared_network(f"--network-seed 7 --grid_dimension 3 --block_size_m 150 --lane_count 2 "
-                                   f"--traffic_light_strategy incoming --junctions_to_remove B1 {TINY_CONTROL}",
+                                   f"--signal-programs incoming --junctions_to_remove B1 {TINY_CONTROL}",
                                    tmp_path / "net")
     plans = read_phase_plans(NetworkArtifacts.load(network).net_file)
     extractor = FeatureExtractor(plans)

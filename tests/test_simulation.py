@@ -124,7 +124,7 @@ BAD_INPUTS = [
     ("--routing_strategy 'shortest 70 realtime 20'", "--routing_strategy"),
     ("--routing_strategy 'teleport 100'", "--routing_strategy"),
     ("--vehicle_types 'passenger 90 tram 10'", "--vehicle_types"),
-    ("--traffic_light_strategy diagonal", "--traffic_light_strategy"),
+    ("--traffic_light_strategy diagonal", "--signal-programs"),
     ("--grid_dimension 3 --junctions_to_remove 5", "--junctions_to_remove"),
     ("--grid_dimension 3 --junctions_to_remove Z9", "--junctions_to_remove"),
     ("--lane_count 1 --traffic_light_strategy partial_opposites", "partial_opposites"),

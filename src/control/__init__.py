@@ -1,20 +1,21 @@
-"""Signal controllers behind one cycle-based interface (see `base.SignalController`)."""
+"""Signal controllers: cycle-based (`base.SignalController`) and acyclic (`base.PhaseSelectController`)."""
 
 from __future__ import annotations
 
 from typing import Callable, Dict, Mapping
 
 from src.control.actuated import ActuatedController
-from src.control.actuator import CycleTiming, SignalActuator, proportions_to_durations, softmax
-from src.control.base import CycleMeasurement, LaneInfo, LaneSampler, SignalController, run_cycle
+from src.control.actuator import CycleTiming, PhaseActuator, SignalActuator, plan_timing, proportions_to_durations, softmax
+from src.control.base import CycleMeasurement, LaneInfo, LaneSampler, PhaseSelectController, SignalController, run_cycle
 from src.control.fixed import FixedTimeController
-from src.control.max_pressure import MaxPressureController
+from src.control.max_pressure import MaxPressureController, MaxPressureCycleController
 from src.network.phases import PhasePlan
 
 CONTROLLERS: Dict[str, Callable[..., SignalController]] = {
     "fixed": FixedTimeController,
     "actuated": ActuatedController,
     "max_pressure": MaxPressureController,
+    "max_pressure_cycle": MaxPressureCycleController,
 }
 
 
@@ -40,7 +41,7 @@ def _load_optional_controllers() -> None:
 
 
 __all__ = [
-    "CONTROLLERS", "CycleMeasurement", "CycleTiming", "LaneInfo", "LaneSampler", "SignalActuator",
-    "SignalController", "create_controller", "proportions_to_durations", "register_controller",
-    "run_cycle", "softmax",
+    "CONTROLLERS", "CycleMeasurement", "CycleTiming", "LaneInfo", "LaneSampler", "PhaseActuator",
+    "PhaseSelectController", "SignalActuator", "SignalController", "create_controller", "plan_timing",
+    "proportions_to_durations", "register_controller", "run_cycle", "softmax",
 ]

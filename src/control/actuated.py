@@ -3,41 +3,53 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List
-from xml.sax.saxutils import quoteattr
+from typing import Dict, List, Tuple
 
 import numpy as np
 
 from src.control.base import CycleMeasurement, SignalController
+from src.control.programs import write_programs_file
+from src.network.phases import PhasePlan
 
-#: Longest green an actuated phase may extend to, as a multiple of its equal-split green.
+#: Longest green an actuated phase may extend to, as a multiple of its starting green
+#: (where the program gives no maxDur).
 MAX_GREEN_FACTOR = 2.5
 
 
+def runs_own_actuated(plan: PhasePlan) -> bool:
+    """A kept actuated program with its own bounds: SUMO runs it as it is (plain `sumo`)."""
+    bounds = [*(plan.min_durations or []), *(plan.max_durations or [])]
+    return plan.program_type == "actuated" and len(bounds) == 2 * plan.num_phases and None not in bounds
+
+
 class ActuatedController(SignalController):
-    """Loads a `type="actuated"` program per junction (SUMO adds the induction loops);
-    SUMO extends each green between `min_green` and a maximum while vehicles keep arriving."""
+    """SUMO extends each green between its minimum and maximum while vehicles keep arriving.
+
+    A kept actuated program runs untouched (its own minDur/maxDur and detector settings);
+    any other program is loaded as `type="actuated"` (SUMO adds the induction loops) with the
+    program's minDur/maxDur where it has them, else `min_green` and `MAX_GREEN_FACTOR`."""
 
     name = "actuated"
     adaptive = False
 
+    def _bounds(self, plan: PhasePlan, greens: np.ndarray) -> List[Tuple[float, float]]:
+        bounds = []
+        for i, green in enumerate(greens):
+            low = (plan.min_durations or [None] * len(greens))[i]
+            high = (plan.max_durations or [None] * len(greens))[i]
+            low = float(self.timing.min_green) if low is None else low
+            high = max(float(green) * MAX_GREEN_FACTOR, low + 1) if high is None else high
+            bounds.append((low, high))
+        return bounds
+
     def additional_files(self, out_dir: Path) -> List[Path]:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        path = out_dir / "actuated_programs.add.xml"
-        lines = ["<additional>"]
-        for tls_id, plan in sorted(self.plans.items()):
-            equal = self.initial_durations()[tls_id]
-            lines.append(f'    <tlLogic id={quoteattr(tls_id)} type="actuated" programID="actuated" offset="0">')
-            for green, g_state, y_state in zip(equal, plan.green_states, plan.yellow_states):
-                max_green = max(float(green) * MAX_GREEN_FACTOR, self.timing.min_green + 1)
-                lines.append(
-                    f'        <phase duration="{float(green):g}" minDur="{self.timing.min_green:g}" '
-                    f'maxDur="{max_green:g}" state="{g_state}"/>'
-                )
-                lines.append(f'        <phase duration="{self.timing.yellow_time:g}" state="{y_state}"/>')
-            lines.append("    </tlLogic>")
-        lines.append("</additional>")
-        path.write_text("\n".join(lines) + "\n")
+        durations = {tls: d for tls, d in self.initial_durations().items() if not runs_own_actuated(self.plans[tls])}
+        if not durations:
+            return []
+        bounds = {tls: self._bounds(self.plans[tls], d) for tls, d in durations.items()}
+        path = write_programs_file(Path(out_dir) / "actuated_programs.add.xml", self.plans, durations,
+                                   self.timing.yellow_time, program_type="actuated", program_id="actuated",
+                                   bounds=bounds)
         return [path]
 
     def decide(self, measurement: CycleMeasurement) -> Dict[str, np.ndarray]:

@@ -1,20 +1,25 @@
 """The one actuator every controller drives.
 
 A decision is, for each signalised junction, the green duration of each of its phases for
-the next cycle. Phases keep their fixed order, a yellow phase follows every green, every
-green lasts at least `min_green`, and the cycle length stays constant, so controllers are
-compared on their decisions only.
+the next cycle. Phases keep their fixed order, each green is followed by its program's
+transition (yellow, all-red; none where the program has none), every green lasts at least
+`min_green`, and the cycle length stays constant, so controllers are compared on their
+decisions only. `CycleTiming.yellow_time` is the transition time per green phase: the
+`--yellow-time` of generated programs, the program's own for kept ones (`plan_timing`).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from typing import Dict, Mapping, Sequence
+from typing import Dict, Mapping, Optional, Sequence
 
 import numpy as np
 
 from src.network.phases import PhasePlan
-from src.params import ParameterError
+from src.params import DEFAULT_CYCLE_LENGTH, ParameterError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,48 @@ def equal_durations(num_phases: int, timing: CycleTiming) -> np.ndarray:
     return proportions_to_durations(np.ones(num_phases), timing)
 
 
+def _common(values: Sequence[float], what: str) -> Optional[float]:
+    """The value all junctions share; the largest (with a warning) when they differ."""
+    distinct = sorted({round(float(v), 6) for v in values})
+    if len(distinct) > 1:
+        logger.warning("signal programs differ in %s (%s); cycle-based controllers use %g s",
+                       what, ", ".join(f"{v:g}" for v in distinct), distinct[-1])
+    return distinct[-1] if distinct else None
+
+
+def plan_timing(plans: Mapping[str, PhasePlan], cycle_length: Optional[float], yellow_time: float,
+                min_green: float) -> CycleTiming:
+    """The cycle the controllers work in: the programs' transitions and (unless given) their cycle.
+
+    Generated programs were built with `yellow_time` and the cycle length, so nothing
+    changes for them; kept programs bring their own (the Tree Method study's have no yellow
+    and a 90 s cycle).
+    """
+    ring = [p for p in plans.values() if p.num_phases > 1 and p.transitions is not None]
+    per_phase = _common([sum(p.transition_time(i, yellow_time) for i in range(p.num_phases)) / p.num_phases
+                         for p in ring], "transition time per phase")
+    cycle = cycle_length
+    if cycle is None:
+        cycle = _common([p.cycle_s for p in ring if p.cycle_s], "cycle length") or DEFAULT_CYCLE_LENGTH
+    return CycleTiming(float(cycle), float(yellow_time if per_phase is None else per_phase), float(min_green))
+
+
+def program_durations(plan: PhasePlan, timing: CycleTiming) -> np.ndarray:
+    """The program's own green durations where they fill this cycle, else scaled to fill it.
+
+    Controllers start from what the network's engineers (or the builder) wrote.
+    """
+    n = plan.num_phases
+    if plan.green_durations is None:
+        return equal_durations(n, timing)
+    own = np.asarray(plan.green_durations, dtype=float)
+    budget = timing.green_budget(n)
+    if abs(own.sum() - budget) < 1e-6 and (own >= timing.min_green - 1e-9).all():
+        return own
+    scaled = own * budget / own.sum() if own.sum() > 0 else np.full(n, budget / n)
+    return proportions_to_durations(np.clip(scaled - timing.min_green, 0.0, None), timing)
+
+
 class SignalActuator:
     """Writes green durations into the running simulation, once per junction per cycle."""
 
@@ -87,19 +134,67 @@ class SignalActuator:
         check_cycle_fits(plans, timing)
 
     def apply(self, api, durations: Mapping[str, Sequence[float]]) -> None:
-        """Install one cycle of G0,y0,G1,y1,... for each junction and start it at phase 0."""
+        """Install one cycle of G0,T0,G1,T1,... (T: the transition) per junction, start at phase 0."""
         tl = api.trafficlight
         for tls_id, greens in durations.items():
             plan = self.plans[tls_id]
             if len(greens) != plan.num_phases:
                 raise ValueError(f"{tls_id}: {len(greens)} durations for {plan.num_phases} phases")
             phases = []
-            for green, g_state, y_state in zip(greens, plan.green_states, plan.yellow_states):
-                phases.append(tl.Phase(float(green), g_state, float(green), float(green)))
-                phases.append(tl.Phase(self.timing.yellow_time, y_state, self.timing.yellow_time, self.timing.yellow_time))
+            for i, green in enumerate(greens):
+                phases.append(tl.Phase(float(green), plan.green_states[i], float(green), float(green)))
+                phases += [tl.Phase(d, state, d, d) for d, state in plan.transition(i, self.timing.yellow_time)]
             logic = tl.Logic("cycle", 0, 0, phases)
             tl.setProgramLogic(tls_id, logic)
             tl.setPhase(tls_id, 0)
 
     def durations_from_proportions(self, proportions: Mapping[str, Sequence[float]]) -> Dict[str, np.ndarray]:
         return {tls: proportions_to_durations(p, self.timing) for tls, p in proportions.items()}
+
+
+#: How long a chosen green is installed for: it lasts until the controller switches away.
+HOLD_S = 1e6
+
+
+class PhaseActuator:
+    """Acyclic control (`phase_select`): each junction holds one green until a controller picks
+    another. Every switch runs the program's transition from the current green to the chosen
+    one (its yellow recomputed for that pair, its all-red as written; none where the program
+    has none), and a green may only be left after `min_green` seconds, so the timing rules
+    live here and any controller (max-pressure, later RL) just names phases."""
+
+    def __init__(self, plans: Mapping[str, PhasePlan], timing: CycleTiming) -> None:
+        self.plans = dict(plans)
+        self.timing = timing
+        self.current: Dict[str, int] = {}
+        self.green_since: Dict[str, float] = {}
+        self.switches = 0
+
+    def _install(self, api, tls: str, phases) -> None:
+        tl = api.trafficlight
+        logic = tl.Logic("select", 0, 0, [tl.Phase(d, state, d, d) for d, state in phases])
+        tl.setProgramLogic(tls, logic)
+        tl.setPhase(tls, 0)
+
+    def start(self, api, now: float) -> None:
+        """Every junction starts in its first green."""
+        for tls, plan in self.plans.items():
+            self.current[tls] = 0
+            self.green_since[tls] = now
+            self._install(api, tls, [(HOLD_S, plan.green_states[0])])
+
+    def ready(self, now: float) -> list:
+        """Junctions whose green has lasted `min_green`: they may switch now."""
+        return [tls for tls, since in self.green_since.items() if now - since >= self.timing.min_green - 1e-9]
+
+    def switch(self, api, tls: str, phase: int, now: float) -> None:
+        """Keep the green (same phase) or run the transition into green `phase`."""
+        current = self.current[tls]
+        if phase == current:
+            return
+        plan = self.plans[tls]
+        transition = plan.transition(current, self.timing.yellow_time, following=phase)
+        self._install(api, tls, [*transition, (HOLD_S, plan.green_states[phase])])
+        self.current[tls] = phase
+        self.green_since[tls] = now + sum(d for d, _ in transition)
+        self.switches += 1

@@ -15,7 +15,7 @@ from typing import Dict, List, Mapping, Sequence
 
 import numpy as np
 
-from src.control.actuator import CycleTiming, equal_durations
+from src.control.actuator import CycleTiming, program_durations
 from src.network.phases import PhasePlan
 
 DEFAULT_SAMPLE_INTERVAL_S = 5
@@ -158,6 +158,8 @@ class SignalController(ABC):
 
     name: str = "base"
     adaptive: bool = True
+    #: "cycle": green splits once per cycle (`SignalActuator`); "phase_select": see `PhaseSelectController`.
+    mode: str = "cycle"
     #: Whether decisions need `CycleMeasurement.entered` (see `LaneSampler`).
     track_entered: bool = False
 
@@ -175,7 +177,8 @@ class SignalController(ABC):
         return []
 
     def initial_durations(self) -> Dict[str, np.ndarray]:
-        return {tls: equal_durations(p.num_phases, self.timing) for tls, p in self.plans.items()}
+        """The programs' own greens (an equal split for hand-built plans)."""
+        return {tls: program_durations(p, self.timing) for tls, p in self.plans.items()}
 
     def reset(self) -> None:
         """Forget state between episodes."""
@@ -183,6 +186,21 @@ class SignalController(ABC):
     @abstractmethod
     def decide(self, measurement: CycleMeasurement) -> Dict[str, np.ndarray]:
         """Green durations per junction for the next cycle."""
+
+
+class PhaseSelectController(SignalController):
+    """An acyclic controller: every decision interval it names, for each junction that may
+    switch (its minimum green served), the green to hold next; `PhaseActuator` does the rest."""
+
+    mode = "phase_select"
+
+    def decide(self, measurement: CycleMeasurement) -> Dict[str, np.ndarray]:
+        raise TypeError(f"{self.name} chooses phases (select), it does not split cycles")
+
+    @abstractmethod
+    def select(self, queues: np.ndarray, lanes: LaneInfo, current: Mapping[str, int],
+               ready: Sequence[str]) -> Dict[str, int]:
+        """The green phase each junction of `ready` holds next, from the lanes' queues."""
 
 
 def phase_lane_indices(plan: PhasePlan, lanes: LaneInfo) -> List[Sequence[tuple]]:

@@ -1,20 +1,46 @@
-"""Fixed-time control: the equal-split program written into the network, never changed."""
+"""Fixed-time control: the signal programs' own durations (or an equal split), never changed."""
 
 from __future__ import annotations
 
-from typing import Dict
+from pathlib import Path
+from typing import Dict, List, Mapping
 
 import numpy as np
 
+from src.control.actuator import CycleTiming, equal_durations
 from src.control.base import CycleMeasurement, SignalController
+from src.control.programs import write_programs_file
+from src.network.phases import PhasePlan
 
 
 class FixedTimeController(SignalController):
-    """Equal green split every cycle. The network's own static program already encodes it,
-    so the runner does not touch SUMO at all (`adaptive = False`)."""
+    """Runs each program's own greens as a static program; with `uniform` (a cycle length was
+    asked for) the equal split of its greens over that cycle, the Tree Method study's
+    "Uniform". A program that is already static with these greens is left alone, so on
+    generated programs the runner does not touch SUMO at all (`adaptive = False`)."""
 
     name = "fixed"
     adaptive = False
+
+    def __init__(self, plans: Mapping[str, PhasePlan], timing: CycleTiming, uniform: bool = False) -> None:
+        super().__init__(plans, timing)
+        self.uniform = uniform
+
+    def initial_durations(self) -> Dict[str, np.ndarray]:
+        if self.uniform:
+            return {tls: equal_durations(p.num_phases, self.timing) for tls, p in self.plans.items()}
+        return super().initial_durations()
+
+    def additional_files(self, out_dir: Path) -> List[Path]:
+        durations = self.initial_durations()
+        changed = {tls: d for tls, d in durations.items()
+                   if self.plans[tls].program_type != "static" or self.plans[tls].green_durations != [float(v) for v in d]}
+        if not changed:
+            return []
+        path = Path(out_dir) / "fixed_programs.add.xml"
+        write_programs_file(path, {tls: self.plans[tls] for tls in changed}, changed, self.timing.yellow_time,
+                            program_type="static", program_id="fixed")
+        return [path]
 
     def decide(self, measurement: CycleMeasurement) -> Dict[str, np.ndarray]:
         return self.initial_durations()

@@ -23,7 +23,9 @@ class NetworkArtifacts:
     `attractiveness[edge_id]["depart"|"arrive"]` is a list of weights, one per period of
     `src.params.PERIOD_NAMES`, used to draw trip origins and destinations.
     `boundary_in_edges` enter the network from its fringe, `boundary_out_edges` leave it,
-    `inner_edges` are all others (both ends inside). `bus_lines` are edge lists of fixed lines.
+    `inner_edges` are all others (both ends inside). `bus_lines` are edge lists of fixed lines;
+    with `bus_lines_on_demand` (a given net file) they are drawn only when a scenario asks
+    for buses (`src.network.builder.bus_lines_of`).
     """
 
     directory: Path
@@ -35,6 +37,7 @@ class NetworkArtifacts:
     removed_junctions: List[str] = field(default_factory=list)
     lane_counts: Dict[str, int] = field(default_factory=dict)
     bus_lines: List[List[str]] = field(default_factory=list)
+    bus_lines_on_demand: bool = False
     bounds: Tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
 
     @property

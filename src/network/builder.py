@@ -25,12 +25,15 @@ from src.network.netfile import NetInfo, edge_roles, read_net, shortest_edge_pat
 from src.network.signals import Program, build_programs, strip_header, write_programs, write_tll_file
 from src.params import (
     ATTRACTIVENESS_METHODS,
+    KEEP_PROGRAMS,
     PERIOD_NAMES,
-    TRAFFIC_LIGHT_STRATEGIES,
+    SIGNAL_PROGRAMS,
     NetworkParams,
     invalid_value,
     parse_junctions_to_remove,
     parse_lane_count,
+    resolved_attractiveness,
+    resolved_signal_programs,
 )
 
 logger = logging.getLogger(__name__)
@@ -72,13 +75,18 @@ def validate_network_params(
     seed = params.network_seed
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise invalid_value("--network-seed", seed, "an integer >= 0 is required")
-    if params.traffic_light_strategy not in TRAFFIC_LIGHT_STRATEGIES:
-        raise invalid_value("--traffic_light_strategy", params.traffic_light_strategy,
-                    f"allowed: {', '.join(TRAFFIC_LIGHT_STRATEGIES)}")
-    if params.attractiveness not in ATTRACTIVENESS_METHODS:
-        raise invalid_value("--attractiveness", params.attractiveness, f"allowed: {', '.join(ATTRACTIVENESS_METHODS)}")
+    programs = resolved_signal_programs(params)
+    if programs not in SIGNAL_PROGRAMS:
+        raise invalid_value("--signal-programs", programs, f"allowed: {', '.join(SIGNAL_PROGRAMS)}")
+    if programs == KEEP_PROGRAMS and params.net_file is None:
+        raise invalid_value("--signal-programs", programs, "keeping programs needs --net-file; a grid gets generated ones")
+    attractiveness = resolved_attractiveness(params)
+    if attractiveness not in ATTRACTIVENESS_METHODS:
+        raise invalid_value("--attractiveness", attractiveness, f"allowed: {', '.join(ATTRACTIVENESS_METHODS)}")
     _positive_number("--land_use_block_size_m", params.land_use_block_size_m)
-    for option, value, low in (("--yellow-time", yellow_time, 1), ("--min-green", min_green, 1),
+    # kept programs bring their own transitions (a study's may have no yellow at all)
+    lowest_yellow = 0 if programs == KEEP_PROGRAMS else 1
+    for option, value, low in (("--yellow-time", yellow_time, lowest_yellow), ("--min-green", min_green, 1),
                                ("--cycle-length", cycle_length, 1)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise invalid_value(option, value, f"an integer >= {low} is required")
@@ -103,9 +111,9 @@ def validate_network_params(
     if cells > MAX_LAND_USE_CELLS:
         raise invalid_value("--land_use_block_size_m", params.land_use_block_size_m,
                     f"gives {cells} cells over a {dim * block:g} m network; at most {MAX_LAND_USE_CELLS}, use larger cells")
-    if params.traffic_light_strategy == "partial_opposites" and lane_count == 1:
+    if programs == "partial_opposites" and lane_count == 1:
         raise invalid_value("--lane_count", params.lane_count,
-                    "--traffic_light_strategy partial_opposites needs 2+ lanes (separate left-turn lane); "
+                    "--signal-programs partial_opposites needs 2+ lanes (separate left-turn lane); "
                     "use 2-5, random or realistic")
     grid_mod.choose_removed_junctions(int(dim), removal, int(seed))  # validates IDs/count/connectivity
     return _Checked(lane_count=lane_count, removal=removal, net_file=None)
@@ -205,6 +213,14 @@ def _generic_bus_lines(info: NetInfo, ins: Sequence[str], outs: Sequence[str], r
     return _route_lines(info, roads, ends)
 
 
+def bus_lines_of(network: NetworkArtifacts) -> List[List[str]]:
+    """The network's bus lines; a given net file's are drawn here, from entries to far exits."""
+    if network.bus_lines or not network.bus_lines_on_demand:
+        return [list(line) for line in network.bus_lines]
+    info = read_net(network.net_file)
+    return _generic_bus_lines(info, network.boundary_in_edges, network.boundary_out_edges, info.road_edges())
+
+
 def _install_programs(
     source: Path, target: Path, strategy: str, timings: Tuple[int, int, int], work_dir: Path
 ) -> Tuple[NetInfo, Dict[str, Program]]:
@@ -260,7 +276,8 @@ def _build_grid(
     land = generate_land_use(bounds, float(params.land_use_block_size_m), _rng(seed, _STREAM_LAND_USE))
     land_weights = edge_land_use_weights(land, grid.polylines(), radius=block / 2.0)
 
-    minimum = 2 if params.traffic_light_strategy == "partial_opposites" else 1
+    strategy = resolved_signal_programs(params)
+    minimum = 2 if strategy == "partial_opposites" else 1
     if isinstance(checked.lane_count, int):
         grid.lanes = {e: checked.lane_count for e in grid.edges}
     elif checked.lane_count == "random":
@@ -272,7 +289,7 @@ def _build_grid(
     nod, edg, con = grid_mod.write_plain(grid, plain_dir)
     base_net = plain_dir / "base.net.xml"
     grid_mod.run_netconvert(nod, edg, con, base_net)
-    info, programs = _install_programs(base_net, out_dir / NET_FILE_NAME, params.traffic_light_strategy,
+    info, programs = _install_programs(base_net, out_dir / NET_FILE_NAME, strategy,
                                        (yellow_time, min_green, cycle_length), plain_dir)
     base_net.unlink()
 
@@ -284,13 +301,29 @@ def _build_grid(
         boundary_in_edges=ins,
         boundary_out_edges=outs,
         inner_edges=inner,
-        attractiveness=_attractiveness(params.attractiveness, roads, land_weights, seed),
+        attractiveness=_attractiveness(resolved_attractiveness(params), roads, land_weights, seed),
         signalized_junctions=sorted(programs),
         removed_junctions=list(removed),
         lane_counts={e: info.edges[e].num_lanes for e in roads},
         bus_lines=_grid_bus_lines(info, roads, dim),
         bounds=tuple(float(v) for v in info.bounds),  # type: ignore[arg-type]
     )
+
+
+def _file_land_use(params: NetworkParams, info: NetInfo, roads: List[str], inner: List[str],
+                   out_dir: Path) -> Dict[str, Dict[str, np.ndarray]]:
+    """Synthetic land use over a given net's area (only when trip ends are asked to follow it)."""
+    lengths = [info.edges[e].length for e in (inner or roads)]
+    cell = float(params.land_use_block_size_m)
+    xmin, ymin, xmax, ymax = info.bounds
+    cells = math.ceil(max(xmax - xmin, cell) / cell) * math.ceil(max(ymax - ymin, cell) / cell)
+    if cells > MAX_LAND_USE_CELLS:
+        raise invalid_value("--land_use_block_size_m", params.land_use_block_size_m,
+                    f"gives {cells} cells over the --net-file area; at most {MAX_LAND_USE_CELLS}, use larger cells")
+    radius = max(cell, float(np.median(lengths)) / 2.0)
+    land = generate_land_use(info.bounds, cell, _rng(int(params.network_seed), _STREAM_LAND_USE))
+    _write_land_use(land, out_dir)
+    return edge_land_use_weights(land, {e: info.edges[e].shape for e in roads}, radius)
 
 
 def _build_from_file(
@@ -313,30 +346,28 @@ def _build_from_file(
     if params.lane_count != "realistic":
         logger.info("--lane_count is ignored with --net-file: its lanes are kept")
     ins, outs, inner = edge_roles(info, roads)
-    lengths = [info.edges[e].length for e in (inner or roads)]
-    cell = float(params.land_use_block_size_m)
-    xmin, ymin, xmax, ymax = info.bounds
-    cells = math.ceil(max(xmax - xmin, cell) / cell) * math.ceil(max(ymax - ymin, cell) / cell)
-    if cells > MAX_LAND_USE_CELLS:
-        raise invalid_value("--land_use_block_size_m", params.land_use_block_size_m,
-                    f"gives {cells} cells over the --net-file area; at most {MAX_LAND_USE_CELLS}, use larger cells")
-    radius = max(cell, float(np.median(lengths)) / 2.0)
-    land = generate_land_use(info.bounds, cell, _rng(seed, _STREAM_LAND_USE))
-    land_weights = edge_land_use_weights(land, {e: info.edges[e].shape for e in roads}, radius)
-    info, programs = _install_programs(source, net_file, params.traffic_light_strategy,
-                                       (yellow_time, min_green, cycle_length), work_dir)
+    attractiveness = resolved_attractiveness(params)
+    land_weights = _file_land_use(params, info, roads, inner, out_dir) if attractiveness == "land_use" else {}
+    strategy = resolved_signal_programs(params)
+    if strategy == KEEP_PROGRAMS:  # the file as given: its own programs, byte for byte
+        shutil.copyfile(checked.net_file, net_file)
+        signals = info.tl_ids
+    else:
+        info, programs = _install_programs(source, net_file, strategy, (yellow_time, min_green, cycle_length), work_dir)
+        signals = sorted(programs)
     source.unlink()
-    _write_land_use(land, out_dir)
+    if not any(work_dir.iterdir()):  # kept programs need no work files
+        work_dir.rmdir()
     return NetworkArtifacts(
         directory=out_dir,
         boundary_in_edges=ins,
         boundary_out_edges=outs,
         inner_edges=inner,
-        attractiveness=_attractiveness(params.attractiveness, roads, land_weights, seed),
-        signalized_junctions=sorted(programs),
+        attractiveness=_attractiveness(attractiveness, roads, land_weights, seed),
+        signalized_junctions=signals,
         removed_junctions=[],
         lane_counts={e: info.edges[e].num_lanes for e in roads},
-        bus_lines=_generic_bus_lines(info, ins, outs, roads),
+        bus_lines_on_demand=True,  # a given net file gets no synthetic lines unless buses are asked for
         bounds=tuple(float(v) for v in info.bounds),  # type: ignore[arg-type]
     )
 
@@ -361,7 +392,8 @@ def build_network(
     U-turns (vehicles go round a block) unless the streets need one to stay connected;
     `realistic` lanes
     follow the land-use demand whatever the attractiveness method. With `net_file` the
-    lanes are kept, only the signal programs are rebuilt.
+    file is kept as given (`signal_programs` keep, the default) or only its signal
+    programs are rebuilt (a strategy); land use is drawn only with attractiveness land_use.
     """
     started = time.perf_counter()
     checked = validate_network_params(params, yellow_time, min_green, cycle_length)

@@ -23,6 +23,7 @@ from typing import Dict, List, Tuple
 import numpy as np
 
 from src.network.netfile import ConnectionInfo, NetInfo
+from src.network.phases import yellow_between
 
 logger = logging.getLogger(__name__)
 
@@ -166,10 +167,7 @@ def build_programs(
             if len(greens) == 1:
                 break
             nxt = greens[(i + 1) % len(greens)]
-            yellow = "".join(
-                ("y" if n not in "Gg" else c) if c in "Gg" else "r" for c, n in zip(green, nxt)
-            )
-            program.append((yellow_time, yellow))
+            program.append((yellow_time, yellow_between(green, nxt)))
         programs[tl] = program
     return programs
 

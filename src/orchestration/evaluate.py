@@ -52,7 +52,10 @@ PathLike = Union[str, Path]
 #: Controllers a change in percent is computed against (when they were run).
 BASELINES = ("fixed", "actuated")
 #: Metrics whose change against the baselines is reported.
-RELATIVE_METRICS = ("mean_travel_time", "mean_travel_time_all")
+RELATIVE_METRICS = ("mean_travel_time", "mean_travel_time_all", "mean_time_loss_all")
+#: RESCO's "delay": time loss plus insertion delay over every planned trip, never-inserted ones
+#: included (`mean_time_loss_all` of `src.metrics`).
+DELAY_LABEL = "delay (RESCO)"
 TABLE_FILE = "evaluation.csv"
 RUNS_FILE = "evaluation_runs.csv"
 MANIFEST_FILE = "evaluation.json"
@@ -384,6 +387,7 @@ def format_table(table: pd.DataFrame) -> str:
 
     shown["travel_time"] = pm("mean_travel_time")
     shown["travel_time_all"] = pm("mean_travel_time_all")
+    shown[DELAY_LABEL] = pm("mean_time_loss_all")
     shown["waiting_time"] = pm("mean_waiting_time")
     shown["completion"] = pm("completion_rate", 3)
     shown["throughput/h"] = table["throughput_per_hour_mean"].map(lambda v: f"{v:.0f}")
@@ -392,10 +396,59 @@ def format_table(table: pd.DataFrame) -> str:
         column = f"mean_travel_time_vs_{baseline}_pct"
         if column in table and table[column].notna().any():
             shown[f"vs_{baseline}"] = table[column].map(lambda v: "" if math.isnan(v) else f"{v:+.1f}%")
-    return shown.to_string(index=False)
+    note = (f"\n{DELAY_LABEL}: mean time loss + insertion delay over all planned trips, never-inserted ones "
+            "included (RESCO's definition); travel_time: completed trips, travel_time_all: all planned trips")
+    return shown.to_string(index=False) + note
 
 
 # --- the matrix ---------------------------------------------------------------------------------
+
+
+def _route_file_scenarios(route_files: Sequence[PathLike], network_string: str, horizon: int) -> List[tuple]:
+    """(name, env-params) per route file, named after the file, on the network of `network_string`."""
+    scenarios: List[tuple] = []
+    for route in route_files:
+        route_path = Path(route).resolve()
+        if not route_path.is_file():
+            raise EvaluationError(f"--route-files: file {str(route)!r} does not exist")
+        name = scenario_name_for_route_file(route_path)
+        if name in [s[0] for s in scenarios]:
+            raise EvaluationError(f"--route-files: two files give the scenario name {name!r}; rename one")
+        scenarios.append((name, f"{network_string} " + shlex.join(
+            ["--route-file", str(route_path), "--end-time", str(horizon), "--traffic_control", "fixed"])))
+    return scenarios
+
+
+def _route_scenarios_file(out_dir: Path) -> Path:
+    """A placeholder scenarios file: with --route-files the network YAML is read without one."""
+    folder = Path(tempfile.mkdtemp(prefix="evaluation_routes_"))
+    path = folder / "scenarios.yaml"
+    path.write_text("scenarios:\n  - name: route_files\n")
+    return path
+
+
+def _study_scenarios(sumocfg_files: Sequence[PathLike], end_time: Optional[int]):
+    """(scenarios, inputs, horizon) of study configurations, each named after its folder."""
+    from src.sumo_integration.sumocfg import read_sumocfg
+
+    scenarios: List[tuple] = []
+    horizons = []
+    for file in sumocfg_files:
+        path = Path(file).resolve()
+        try:
+            study = read_sumocfg(path)
+        except P.ParameterError as err:
+            raise EvaluationError(str(err)) from None
+        name = _NAME_CHARS.sub("_", path.parent.name).strip("_") or scenario_name_for_route_file(path)
+        if name in [s[0] for s in scenarios]:
+            name = f"{name}_{len(scenarios)}"
+        args = ["--sumocfg", str(path), "--traffic_control", "fixed"]
+        if end_time is not None:
+            args += ["--end-time", str(end_time)]
+        horizons.append(int(end_time) if end_time is not None else int(study.end or P.DEFAULT_END_TIME))
+        scenarios.append((name, shlex.join(args)))
+    inputs = {"sumocfg_files": [str(Path(f).resolve()) for f in sumocfg_files]}
+    return scenarios, inputs, max(horizons)
 
 
 def evaluate_controllers(
@@ -413,13 +466,19 @@ def evaluate_controllers(
     execution_config: Optional[PathLike] = None,
     base_seed: Optional[int] = None,
     tracking_uri: Optional[str] = None,
+    sumocfg_files: Optional[Sequence[PathLike]] = None,
+    run_options: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Run scenario x controller x repeat and return the summary table (also saved as CSV).
 
     Config mode: `network_config` + `scenarios_file` (YAML, loaded and validated as for
     training; `execution_config` optionally supplies `end_time` and `sumo_seed`, `end_time`
-    overrides). Files mode: `net_file` (a SUMO network, signals rebuilt by the builder) and
-    `route_files` (each a scenario named after the file). `scenario_names` selects scenarios.
+    overrides), or `network_config` + `route_files`. Files mode: `net_file` (a SUMO
+    network, its own signal programs kept unless `run_options` ask for a strategy) and
+    `route_files` (each a scenario named after the file). Study mode: `sumocfg_files`, each
+    a scenario run as published (its net, routes, end and SUMO options; named after its
+    folder), each on its own network. `run_options` are `src.cli` options added to every
+    run (e.g. `--signal-programs opposites --cycle-length 60`). `scenario_names` selects scenarios.
     `model` (a .zip, `runs:/` or `models:/` URI) is needed for `rl`; it is resolved and
     checked against the network before any simulation starts. Repeat k uses SUMO seed
     `base_seed + k` (default base: the config's `sumo_seed`, 0).
@@ -442,11 +501,32 @@ def evaluate_controllers(
         logger.warning("--model %s is not used: rl is not among the controllers", model)
         model = None
     out_dir = Path(out_dir).resolve()
-    files_mode = net_file is not None or route_files is not None
+    files_mode = net_file is not None or (route_files is not None and network_config is None)
+    extra = shlex.join([str(o) for o in run_options])
+    per_scenario_network = False
 
     # -- scenarios: (name, base env-params string) and the network params string
     config = None
-    if files_mode:
+    if sumocfg_files:
+        if network_config is not None or scenarios_file is not None or net_file is not None or route_files:
+            raise EvaluationError("--sumocfg replaces --network/--scenarios/--net-file/--route-files; give one form")
+        scenarios, inputs, horizon = _study_scenarios(sumocfg_files, end_time)
+        seed0 = int(base_seed) if base_seed is not None else P.DEFAULT_SUMO_SEED
+        network_string = ""
+        per_scenario_network = True
+    elif network_config is not None and route_files is not None:
+        if scenarios_file is not None:
+            raise EvaluationError("--route-files replace --scenarios; give one of them")
+        config = _load_config(Path(network_config), _route_scenarios_file(out_dir), end_time,
+                              Path(execution_config) if execution_config else None)
+        horizon = int(config.end_time)
+        seed0 = int(base_seed) if base_seed is not None else int(config.sumo_seed)
+        from src.rl.experiment_config import network_params_string
+
+        network_string = network_params_string(config)
+        scenarios = _route_file_scenarios(route_files, network_string, horizon)
+        inputs = {"network_config": str(network_config), "route_files": [str(Path(r).resolve()) for r in route_files]}
+    elif files_mode:
         if network_config is not None or scenarios_file is not None:
             raise EvaluationError("--net-file/--route-files replace --network/--scenarios; give one form, not both")
         if net_file is None or not route_files:
@@ -457,16 +537,7 @@ def evaluate_controllers(
         horizon = int(end_time) if end_time is not None else P.DEFAULT_END_TIME
         seed0 = int(base_seed) if base_seed is not None else P.DEFAULT_SUMO_SEED
         network_string = shlex.join(["--net-file", str(net_path)])
-        scenarios: List[tuple] = []
-        for route in route_files:
-            route_path = Path(route).resolve()
-            if not route_path.is_file():
-                raise EvaluationError(f"--route-files: file {str(route)!r} does not exist")
-            name = scenario_name_for_route_file(route_path)
-            if name in [s[0] for s in scenarios]:
-                raise EvaluationError(f"--route-files: two files give the scenario name {name!r}; rename one")
-            scenarios.append((name, shlex.join(["--net-file", str(net_path), "--route-file", str(route_path),
-                                                "--end-time", str(horizon), "--traffic_control", "fixed"])))
+        scenarios = _route_file_scenarios(route_files, network_string, horizon)
         inputs = {"net_file": str(net_path), "route_files": [str(Path(r).resolve()) for r in route_files]}
     else:
         if network_config is None or scenarios_file is None:
@@ -495,6 +566,9 @@ def evaluate_controllers(
     scenario_list = [s[0] for s in scenarios]
     if not scenario_list:
         raise EvaluationError("no scenario to evaluate")
+    if extra:
+        network_string = f"{network_string} {extra}".strip()
+        scenarios = [(name, f"{base} {extra}") for name, base in scenarios]
 
     model_info = _resolve_model(model, tracking_uri) if model else None
 
@@ -503,6 +577,7 @@ def evaluate_controllers(
     jobs: List[_Job] = []
     for k in range(repeats):
         for name, base in scenarios:
+            scenario_network = network_dir / name if per_scenario_network else network_dir
             for controller in names:
                 run_dir = out_dir / "runs" / name / controller / f"rep{k}"
                 text = _run_params(base, controller, seed0 + k, run_dir,
@@ -511,7 +586,7 @@ def evaluate_controllers(
                     parse_simulation_params(text)
                 except P.ParameterError as err:
                     raise EvaluationError(f"scenario {name!r}, controller {controller}: {err}") from None
-                jobs.append(_Job(name, controller, k, seed0 + k, text, str(network_dir), str(run_dir)))
+                jobs.append(_Job(name, controller, k, seed0 + k, text, str(scenario_network), str(run_dir)))
 
     out_dir.mkdir(parents=True, exist_ok=True)
     if config is not None:
@@ -522,7 +597,11 @@ def evaluate_controllers(
     from src.rl.training import build_shared_network
 
     try:
-        build_shared_network(network_string, network_dir)
+        if per_scenario_network:  # each study folder brings its own network
+            for name, base in scenarios:
+                build_shared_network(base, network_dir / name)
+        else:
+            build_shared_network(network_string, network_dir)
     except P.ParameterError as err:
         raise EvaluationError(str(err)) from None
     except Exception as err:  # a net file the builder cannot read

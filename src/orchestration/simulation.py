@@ -10,7 +10,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable, Dict, Optional
 
-from src.control import CycleTiming, LaneInfo, LaneSampler, SignalActuator, create_controller, run_cycle
+import numpy as np
+
+from src.control import LaneInfo, LaneSampler, PhaseActuator, SignalActuator, create_controller, plan_timing, run_cycle
 from src.control.actuator import check_cycle_fits
 from src.control.base import DEFAULT_SAMPLE_INTERVAL_S
 from src.locations import LocationError, check_writable_dir
@@ -20,6 +22,7 @@ from src.network.artifacts import NetworkArtifacts
 from src.network.phases import read_phase_plans
 from src.params import ParameterError, SimulationParams
 from src.sumo_integration.simulation import SumoSimulation
+from src.sumo_integration.sumocfg import option_args
 from src.traffic import generate_traffic
 
 logger = logging.getLogger(__name__)
@@ -64,7 +67,7 @@ def prepare_scenario(params: SimulationParams, out_dir: Path, network_dir: Optio
             Path(network_dir or out_dir / "network"),
             yellow_time=params.control.yellow_time,
             min_green=params.control.min_green,
-            cycle_length=params.control.cycle_length,
+            cycle_length=params.control.cycle_length_or_default,
         )
     traffic = generate_traffic(params.traffic, network, out_dir / "routes.rou.xml")
     return network, traffic
@@ -89,9 +92,11 @@ def run_simulation(
     prepared = time.perf_counter()
 
     plans = read_phase_plans(network.net_file)
-    timing = CycleTiming(control.cycle_length, control.yellow_time, control.min_green)
+    timing = plan_timing(plans, control.cycle_length, control.yellow_time, control.min_green)
     check_cycle_fits(plans, timing)
     options = dict(controller_options or {})
+    if control.traffic_control == "fixed":
+        options.setdefault("uniform", control.cycle_length is not None)
     if control.traffic_control == "rl":
         options.setdefault("model_path", control.model_path)
         options.setdefault("network_dir", network.directory)
@@ -112,15 +117,16 @@ def run_simulation(
         end_time,
         step_length=params.network.step_length,
         seed=params.sumo_seed,
-        additional_files=controller.additional_files(out_dir),
+        additional_files=[*params.additional_files, *controller.additional_files(out_dir)],
         gui=params.gui,
+        extra_args=option_args(params.sumo_options),
     )
     try:
         sim.start()
     except Exception as err:  # SUMO refuses the input: point at its log
         raise SimulationError(f"SUMO did not start ({err}); see {sim.log_file}") from err
     try:
-        _drive(sim, controller, plans, controller.timing, end_time, progress, on_cycle)
+        _drive(sim, controller, plans, controller.timing, end_time, progress, on_cycle, control.decision_interval)
     finally:
         sim.close()
     simulated = time.perf_counter()
@@ -134,7 +140,7 @@ def run_simulation(
     return SimulationResult(control.traffic_control, metrics, out_dir, metrics_file, finished - started, timings)
 
 
-def _drive(sim, controller, plans, timing, end_time, progress, on_cycle) -> None:
+def _drive(sim, controller, plans, timing, end_time, progress, on_cycle, decision_interval) -> None:
     api = sim.api
     wall_start = time.perf_counter()
     next_report = PROGRESS_CHUNK_S
@@ -155,6 +161,9 @@ def _drive(sim, controller, plans, timing, end_time, progress, on_cycle) -> None
             sim.step(t)
             report(t)
         return
+    if controller.mode == "phase_select":
+        _drive_phases(sim, controller, plans, timing, end_time, decision_interval, report)
+        return
     actuator = SignalActuator(plans, timing)
     lanes = LaneInfo.from_plans(api, plans, controller.extra_lanes())
     sampler = LaneSampler(api, lanes, track_entered=controller.track_entered)
@@ -169,3 +178,21 @@ def _drive(sim, controller, plans, timing, end_time, progress, on_cycle) -> None
             break
         durations = controller.decide(measurement)
         report(sim.time)
+
+
+def _drive_phases(sim, controller, plans, timing, end_time: float, interval: float, report) -> None:
+    """Acyclic control: every `interval` s the junctions past their minimum green get a phase."""
+    api = sim.api
+    actuator = PhaseActuator(plans, timing)
+    lanes = LaneInfo.from_plans(api, plans)
+    controller.reset()
+    actuator.start(api, sim.time)
+    while sim.time < end_time - 1e-9:
+        sim.step(min(sim.time + interval, end_time))
+        now = sim.time
+        ready = actuator.ready(now)
+        if ready:
+            queues = np.array([api.lane.getLastStepHaltingNumber(lane) for lane in lanes.lane_ids], dtype=float)
+            for tls, phase in controller.select(queues, lanes, actuator.current, ready).items():
+                actuator.switch(api, tls, phase, now)
+        report(now)

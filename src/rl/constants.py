@@ -24,8 +24,8 @@ DEFAULT_BLOCK_SIZE_M = P.DEFAULT_BLOCK_SIZE_M
 DEFAULT_LANE_COUNT = P.DEFAULT_LANE_COUNT
 DEFAULT_STEP_LENGTH = P.DEFAULT_STEP_LENGTH
 DEFAULT_LAND_USE_BLOCK_SIZE_M = P.DEFAULT_LAND_USE_BLOCK_SIZE_M
-DEFAULT_ATTRACTIVENESS = P.DEFAULT_ATTRACTIVENESS
-DEFAULT_TRAFFIC_LIGHT_STRATEGY = P.DEFAULT_TRAFFIC_LIGHT_STRATEGY
+DEFAULT_ATTRACTIVENESS = None  # the engine's: land_use on a grid, uniform on a net file
+DEFAULT_SIGNAL_PROGRAMS = None  # the engine's: keep a net file's own, opposites on a grid
 DEFAULT_NET_FILE = None
 DEFAULT_CYCLE_LENGTHS: Tuple[int, ...] = (P.DEFAULT_CYCLE_LENGTH,)
 DEFAULT_CYCLE_STRATEGY = "fixed"
@@ -126,7 +126,7 @@ CONFIG_GROUPS: Tuple[str, ...] = ("network", "scenarios", "algorithm", "reward",
 
 NETWORK_KEYS: FrozenSet[str] = frozenset({
     "network_seed", "grid_dimension", "junctions_to_remove", "block_size_m", "lane_count",
-    "step_length", "land_use_block_size_m", "attractiveness", "traffic_light_strategy",
+    "step_length", "land_use_block_size_m", "attractiveness", "signal_programs",
     "net_file", "cycle_lengths", "cycle_strategy", "min_green", "yellow_time",
 })
 

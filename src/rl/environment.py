@@ -19,7 +19,7 @@ import gymnasium as gym
 import numpy as np
 
 from src.cli import parse_simulation_params
-from src.control import CycleTiming, LaneInfo, LaneSampler, SignalActuator, run_cycle
+from src.control import CycleTiming, LaneInfo, LaneSampler, SignalActuator, plan_timing, run_cycle
 from src.control.base import DEFAULT_SAMPLE_INTERVAL_S
 from src.metrics import compute_trip_metrics
 from src.network.artifacts import NetworkArtifacts
@@ -28,6 +28,7 @@ from src.rl.constants import CYCLE_STRATEGIES
 from src.rl.reward import compute_reward, resolve_reward_params
 from src.rl.traffic_analysis import ACTION_BOUND, FeatureExtractor
 from src.sumo_integration.simulation import SumoSimulation
+from src.sumo_integration.sumocfg import option_args
 from src.traffic import generate_traffic
 
 logger = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ class TrafficControlEnv(gym.Env):
         self.network = NetworkArtifacts.load(Path(network_path))
         self.plans = read_phase_plans(self.network.net_file)
         control = self.params.control
-        self.cycle_lengths = [int(c) for c in (cycle_lengths or [control.cycle_length])]
+        self.cycle_lengths = [int(c) for c in (cycle_lengths or [control.cycle_length_or_default])]
         if cycle_strategy not in CYCLE_STRATEGIES:
             raise ValueError(f"cycle_strategy {cycle_strategy!r}; allowed: {', '.join(CYCLE_STRATEGIES)}")
         self.cycle_strategy = cycle_strategy
@@ -103,7 +104,7 @@ class TrafficControlEnv(gym.Env):
 
     def _timing_for(self, cycle_length: int) -> CycleTiming:
         c = self.params.control
-        return CycleTiming(float(cycle_length), float(c.yellow_time), float(c.min_green))
+        return plan_timing(self.plans, cycle_length, c.yellow_time, c.min_green)
 
     def _pick_cycle_length(self) -> int:
         if self.cycle_strategy == "random":
@@ -125,6 +126,8 @@ class TrafficControlEnv(gym.Env):
             self.end_time,
             step_length=self.params.network.step_length,
             seed=self.params.sumo_seed + self.episode,
+            additional_files=self.params.additional_files,
+            extra_args=option_args(self.params.sumo_options),  # a study's run options (--sumocfg)
         ).start()
         self.episode += 1
         self.actuator = SignalActuator(self.plans, self.timing)

@@ -170,10 +170,12 @@ def _bool(value: Any) -> bool:
     return value
 
 
-def _choice(allowed: Iterable[str]) -> Callable[[Any], str]:
+def _choice(allowed: Iterable[str], optional: bool = False) -> Callable[[Any], Optional[str]]:
     allowed = tuple(allowed)
 
-    def check(value: Any) -> str:
+    def check(value: Any) -> Optional[str]:
+        if value is None and optional:
+            return None
         if not isinstance(value, str) or value not in allowed:
             hint = _suggest(value, allowed) if isinstance(value, str) else ""
             raise _Invalid(f"{_got(value)}{hint}; allowed: {', '.join(allowed)}")
@@ -313,8 +315,8 @@ KEY_CHECKS: Dict[str, Callable[[Any], Any]] = {
     "lane_count": _lane_count,
     "step_length": _float(0, low_open=True),
     "land_use_block_size_m": _float(0, low_open=True),
-    "attractiveness": _choice(P.ATTRACTIVENESS_METHODS),
-    "traffic_light_strategy": _choice(P.TRAFFIC_LIGHT_STRATEGIES),
+    "attractiveness": _choice(P.ATTRACTIVENESS_METHODS, optional=True),
+    "signal_programs": _choice(P.SIGNAL_PROGRAMS, optional=True),
     "net_file": _text(optional=True, what="a path to a SUMO .net.xml"),
     "cycle_lengths": _positive_int_list,
     "cycle_strategy": _choice(C.CYCLE_STRATEGIES),
@@ -438,8 +440,8 @@ class ExperimentConfig:
     lane_count: Union[str, int] = C.DEFAULT_LANE_COUNT
     step_length: float = C.DEFAULT_STEP_LENGTH
     land_use_block_size_m: float = C.DEFAULT_LAND_USE_BLOCK_SIZE_M
-    attractiveness: str = C.DEFAULT_ATTRACTIVENESS
-    traffic_light_strategy: str = C.DEFAULT_TRAFFIC_LIGHT_STRATEGY
+    attractiveness: Optional[str] = C.DEFAULT_ATTRACTIVENESS
+    signal_programs: Optional[str] = C.DEFAULT_SIGNAL_PROGRAMS
     net_file: Optional[str] = C.DEFAULT_NET_FILE
     cycle_lengths: List[int] = field(default_factory=lambda: list(C.DEFAULT_CYCLE_LENGTHS))
     cycle_strategy: str = C.DEFAULT_CYCLE_STRATEGY
@@ -710,7 +712,7 @@ def _options(pairs: Iterable[Tuple[str, Any]]) -> str:
 
 
 _NETWORK_OPTION_KEYS = ("network_seed", "grid_dimension", "junctions_to_remove", "block_size_m", "lane_count",
-                        "step_length", "land_use_block_size_m", "attractiveness", "traffic_light_strategy", "net_file")
+                        "step_length", "land_use_block_size_m", "attractiveness", "signal_programs", "net_file")
 _SCENARIO_OPTION_KEYS = ("num_vehicles", "private_traffic_seed", "public_traffic_seed", "routing_strategy",
                          "vehicle_types", "passenger_routes", "departure_pattern", "start_time_hour")
 

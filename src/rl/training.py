@@ -24,7 +24,7 @@ from stable_baselines3.common.utils import ConstantSchedule
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
 from src.cli import parse_simulation_params
-from src.control.actuator import CycleTiming, check_cycle_fits
+from src.control.actuator import check_cycle_fits, plan_timing
 from src.network import build_network
 from src.network.phases import read_phase_plans
 from src.rl import constants as C
@@ -49,10 +49,10 @@ def build_shared_network(network_params: str, out_dir: Path, cycle_lengths: Sequ
     params = parse_simulation_params(network_params)
     c = params.control
     network = build_network(params.network, Path(out_dir), yellow_time=c.yellow_time, min_green=c.min_green,
-                            cycle_length=c.cycle_length)
+                            cycle_length=c.cycle_length_or_default)
     plans = read_phase_plans(network.net_file)
     for cycle in {c.cycle_length, *cycle_lengths}:
-        check_cycle_fits(plans, CycleTiming(float(cycle), float(c.yellow_time), float(c.min_green)))
+        check_cycle_fits(plans, plan_timing(plans, cycle, c.yellow_time, c.min_green))
     return Path(out_dir)
 
 

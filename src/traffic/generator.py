@@ -18,6 +18,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 
 from src.network.artifacts import NetworkArtifacts
+from src.network.builder import bus_lines_of
 from src.params import (
     BUS_LENGTH_M,
     BUS_MAX_SPEED,
@@ -131,7 +132,7 @@ def validate_traffic_params(params: TrafficParams, network: Optional[NetworkArti
     if network is None:
         return
     n_pass, n_pub = split_vehicle_counts(params)
-    if n_pub > 0 and not network.bus_lines:
+    if n_pub > 0 and not network.bus_lines and not network.bus_lines_on_demand:
         raise invalid_value("--vehicle_types", params.vehicle_types, "the network has no bus lines; set public 0")
     if n_pass > 0:
         sets = {"boundary_in": network.boundary_in_edges, "boundary_out": network.boundary_out_edges,
@@ -362,7 +363,9 @@ def _bus_vehicles(
     params: TrafficParams, network: NetworkArtifacts, bus_graph: EdgeGraph, n: int
 ) -> List[Tuple[float, str]]:
     """(depart, xml) of each bus, spread evenly over the lines; all draws from the public seed."""
-    lines = [list(line) for line in network.bus_lines]
+    lines = bus_lines_of(network)
+    if not lines:
+        raise invalid_value("--vehicle_types", params.vehicle_types, "the network has no bus lines; set public 0")
     for k, line in enumerate(lines):
         if not bus_graph.is_connected_route(line):
             raise ValueError(f"bus line {k} of {network.directory} is not a connected route for buses: {line}")
