@@ -46,7 +46,8 @@ def make_plan(tls: str, phases: Sequence[Sequence[Tuple[str, str]]], durations: 
                 links.append(link)
     greens = ["".join("G" if l in served else "r" for l in links) for served in phases]
     yellows = [s.replace("G", "y") for s in greens]
-    return PhasePlan(tls, greens, yellows, [(i, o, k) for k, (i, o) in enumerate(links)], list(durations))
+    return PhasePlan(tls, greens, yellows, [(i, o, k) for k, (i, o) in enumerate(links)],
+                     green_durations=list(durations) or None)
 
 
 def lane_info(lane_ids: Sequence[str], lengths: Dict[str, float] = {}) -> LaneInfo:
