@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from src import params as P
+from src.control.registry import controller_names
 
 
 def _opt(name: str) -> List[str]:
@@ -135,7 +136,7 @@ def create_argument_parser() -> argparse.ArgumentParser:
     traffic.add_argument(*_opt("route-file"), dest="route_file", type=Path, default=None, help="a SUMO route/trip file replacing generated traffic")
 
     control = parser.add_argument_group("control")
-    control.add_argument(*_opt("traffic_control"), dest="traffic_control", type=_choice("--traffic_control", P.TRAFFIC_CONTROLS),
+    control.add_argument(*_opt("traffic_control"), dest="traffic_control", type=_choice("--traffic_control", controller_names()),
                          default=P.DEFAULT_TRAFFIC_CONTROL)
     control.add_argument(*_opt("cycle-length"), dest="cycle_length", type=_positive_int("--cycle-length"), default=None,
                          help=f"default: the kept programs' own cycle, else {P.DEFAULT_CYCLE_LENGTH}; "

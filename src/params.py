@@ -22,7 +22,6 @@ TRAFFIC_LIGHT_STRATEGIES = ("opposites", "incoming", "partial_opposites")  # gen
 KEEP_PROGRAMS = "keep"  # a given net file's own tlLogics, untouched
 SIGNAL_PROGRAMS = (KEEP_PROGRAMS,) + TRAFFIC_LIGHT_STRATEGIES
 LANE_COUNT_MODES = ("realistic", "random")  # or a positive integer
-TRAFFIC_CONTROLS = ("fixed", "actuated", "max_pressure", "max_pressure_cycle", "tree_method", "rl")
 
 # --- defaults (engine) --------------------------------------------------------------------
 DEFAULT_NETWORK_SEED = 42

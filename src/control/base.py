@@ -11,7 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Mapping, Sequence
+from typing import Any, Dict, List, Mapping, Sequence
 
 import numpy as np
 
@@ -166,6 +166,12 @@ class SignalController(ABC):
     def __init__(self, plans: Mapping[str, PhasePlan], timing: CycleTiming) -> None:
         self.plans = dict(plans)
         self.timing = timing
+
+    @classmethod
+    def run_options(cls, params: Any, network: Any) -> Dict[str, Any]:
+        """Constructor options this controller takes from a run (`SimulationParams`, the built
+        `NetworkArtifacts`); the runner passes them, so a new controller needs no edit there."""
+        return {}
 
     def extra_lanes(self) -> List[str]:
         """Lanes beyond the signals' own links whose readings `decide` needs (e.g. streets

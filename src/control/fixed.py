@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Mapping
+from typing import Any, Dict, List, Mapping
 
 import numpy as np
 
@@ -25,6 +25,11 @@ class FixedTimeController(SignalController):
     def __init__(self, plans: Mapping[str, PhasePlan], timing: CycleTiming, uniform: bool = False) -> None:
         super().__init__(plans, timing)
         self.uniform = uniform
+
+    @classmethod
+    def run_options(cls, params: Any, network: Any) -> Dict[str, Any]:
+        """A cycle length given on the command line asks for the equal split (the study's Uniform)."""
+        return {"uniform": params.control.cycle_length is not None}
 
     def initial_durations(self) -> Dict[str, np.ndarray]:
         if self.uniform:

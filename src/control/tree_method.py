@@ -91,7 +91,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
@@ -402,6 +402,10 @@ class TreeMethodController(SignalController):
         self._current: Dict[str, np.ndarray] = {}
         self.last_state: Optional[TreeState] = None
 
+    @classmethod
+    def run_options(cls, params: Any, network: Any) -> Dict[str, Any]:
+        return {"speed_factor": params.control.tree_method_speed_factor, "net_file": network.net_file}
+
     # -- what the runner asks --
 
     def extra_lanes(self) -> List[str]:
@@ -519,11 +523,3 @@ def tree_weights(trees: Mapping[int, Sequence[int]], n_links: int) -> np.ndarray
         count[list(members)] += 1
     return np.array([round(1.0 / c, SHARE_DECIMALS) if c > 0 else 0.0 for c in count])
 
-
-def _register() -> None:
-    from src.control import register_controller
-
-    register_controller("tree_method", TreeMethodController)
-
-
-_register()

@@ -43,6 +43,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 import pandas as pd
 
 from src import params as P
+from src.control.registry import controller_names
 from src.metrics import METRIC_NAMES
 
 logger = logging.getLogger(__name__)
@@ -95,12 +96,12 @@ def parse_controllers(controllers: Union[str, Sequence[str]]) -> List[str]:
         name = str(item).strip()
         if not name:
             continue
-        if name not in P.TRAFFIC_CONTROLS:
-            raise EvaluationError(f"--controllers: unknown controller {name!r}; allowed: {', '.join(P.TRAFFIC_CONTROLS)}")
+        if name not in controller_names():
+            raise EvaluationError(f"--controllers: unknown controller {name!r}; allowed: {', '.join(controller_names())}")
         if name not in names:
             names.append(name)
     if not names:
-        raise EvaluationError(f"--controllers: no controller given; allowed: {', '.join(P.TRAFFIC_CONTROLS)}")
+        raise EvaluationError(f"--controllers: no controller given; allowed: {', '.join(controller_names())}")
     return names
 
 

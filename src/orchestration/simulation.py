@@ -12,7 +12,7 @@ from typing import Callable, Dict, Optional
 
 import numpy as np
 
-from src.control import LaneInfo, LaneSampler, PhaseActuator, SignalActuator, create_controller, plan_timing, run_cycle
+from src.control import LaneInfo, LaneSampler, PhaseActuator, SignalActuator, controller_class, plan_timing, run_cycle
 from src.control.actuator import check_cycle_fits
 from src.control.base import DEFAULT_SAMPLE_INTERVAL_S
 from src.locations import LocationError, check_writable_dir
@@ -94,17 +94,10 @@ def run_simulation(
     plans = read_phase_plans(network.net_file)
     timing = plan_timing(plans, control.cycle_length, control.yellow_time, control.min_green)
     check_cycle_fits(plans, timing)
-    options = dict(controller_options or {})
-    if control.traffic_control == "fixed":
-        options.setdefault("uniform", control.cycle_length is not None)
-    if control.traffic_control == "rl":
-        options.setdefault("model_path", control.model_path)
-        options.setdefault("network_dir", network.directory)
-    if control.traffic_control == "tree_method":
-        options.setdefault("speed_factor", control.tree_method_speed_factor)
-        options.setdefault("net_file", network.net_file)
     try:
-        controller = create_controller(control.traffic_control, plans, timing, **options)
+        controller_type = controller_class(control.traffic_control)
+        options = {**controller_type.run_options(params, network), **(controller_options or {})}
+        controller = controller_type(plans, timing, **options)
     except (OSError, ValueError) as err:  # a model that cannot be found, read or run on this network
         if isinstance(err, ParameterError):
             raise

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
 
-from src.control import register_controller
 from src.control.actuator import CycleTiming, proportions_to_durations
 from src.control.base import CycleMeasurement, SignalController
 from src.network.phases import PhasePlan
@@ -65,6 +64,10 @@ class RLController(SignalController):
         proportions = self.extractor.action_to_proportions(action)
         return {tls: proportions_to_durations(p, self.timing) for tls, p in proportions.items()}
 
+    @classmethod
+    def run_options(cls, params: Any, network: Any) -> Dict[str, Any]:
+        return {"model_path": params.control.model_path, "network_dir": network.directory}
+
     def initial_durations(self) -> Dict[str, np.ndarray]:
         """The first cycle, like the env's first step, acts on the empty observation."""
         return self._act(self.extractor.empty_observation())
@@ -72,5 +75,3 @@ class RLController(SignalController):
     def decide(self, measurement: CycleMeasurement) -> Dict[str, np.ndarray]:
         return self._act(np.clip(self.extractor.observe(measurement), 0.0, 1.0))
 
-
-register_controller("rl", RLController)
