@@ -117,6 +117,35 @@ def test_model_zip_carries_the_statistics_and_resume_continues_them(normalized, 
     assert resumed["ret_rms"]["count"] >= state["ret_rms"]["count"] + 64
 
 
+def test_evaluation_env_uses_the_training_statistics_frozen(tiny_network, tmp_path):
+    """What EvalCallback does before each evaluation: copy the training statistics into the
+    evaluation wrapper, which then normalises with them, never updates them, and reports the
+    raw reward (evaluations compare policies on the reward itself)."""
+    from stable_baselines3.common.vec_env import DummyVecEnv, sync_envs_normalization
+
+    from src.rl.normalization import wrap_normalized
+
+    def make(name: str):
+        return lambda: TrafficControlEnv(tiny_scenario(num_vehicles=300, end_time=360), tiny_network,
+                                         work_dir=tmp_path / name, reward_function="delay")
+
+    train = wrap_normalized(DummyVecEnv([make("train")]), True, True, 0.99, 10.0)
+    train.reset()
+    for _ in range(4):
+        train.step(np.zeros((1, train.action_space.shape[0]), dtype=np.float32))
+    evaluation = wrap_normalized(DummyVecEnv([make("eval")]), True, True, 0.99, 10.0, training=False)
+    sync_envs_normalization(train, evaluation)
+    count = evaluation.obs_rms.count
+    obs = evaluation.reset()
+    raw = evaluation.get_original_obs()
+    assert np.allclose(obs, train.normalize_obs(raw))
+    _, reward, _, _ = evaluation.step(np.zeros((1, evaluation.action_space.shape[0]), dtype=np.float32))
+    assert evaluation.obs_rms.count == count  # frozen
+    assert reward[0] == pytest.approx(evaluation.get_original_reward()[0]) and reward[0] < 0  # raw delay
+    train.close()
+    evaluation.close()
+
+
 def test_resume_refuses_to_switch_observation_normalisation(normalized, tmp_path):
     config, result = normalized
     with pytest.raises(IncompatibleModelError, match="normalize_observations cannot change"):
