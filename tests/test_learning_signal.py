@@ -180,6 +180,10 @@ def test_controller_and_pyfunc_act_like_the_trained_model(normalized, tiny_netwo
     env = TrafficControlEnv(build_env_params_for_scenario(config, config.scenarios[0]), result.model_dir / "network",
                             work_dir=tmp_path / "env", features=config.features, cycle_lengths=config.cycle_lengths)
     raw = [env.reset(seed=0)[0]]
+    # the controller's first cycle is the env's warm-up cycle: the equal split
+    warm_up = controller.initial_durations()
+    assert set(warm_up) == set(env._durations)
+    assert all(np.allclose(warm_up[tls], env._durations[tls]) for tls in warm_up)
     raw.append(env.step(np.zeros(env.action_space.shape, dtype=np.float32))[0])
     env.close()
     raw = np.stack(raw)
