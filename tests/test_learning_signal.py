@@ -93,7 +93,8 @@ def test_delay_counts_the_entry_backlog_and_pressure_is_per_movement(tiny_networ
 @pytest.fixture(scope="module")
 def normalized(tmp_path_factory):
     """A few hundred PPO steps with observation and reward normalisation and one evaluation."""
-    config = small_config(total_timesteps=256, eval_freq=192, n_eval_episodes=1)
+    config = small_config(total_timesteps=256, eval_freq=192, n_eval_episodes=1, normalize_observations=True,
+                          normalize_reward=True)
     out = tmp_path_factory.mktemp("norm") / "model"
     return config, train_rl_policy(config, out)
 
@@ -229,9 +230,10 @@ class _BoxEnv(gym.Env):
 def test_ppo_beats_the_equal_split_on_its_own_reward(tmp_path):
     """A 2x2 grid of four-phase junctions with traffic entering from every side: the equal
     split (what the untrained policy does) wastes green on light approaches. 1,500 steps of
-    PPO with normalisation must do clearly better on the `delay` reward, measured through the
-    saved zip and `RLController` (so lost statistics or a flipped reward sign fail it:
-    flipped, the policy ends about 7% worse than the equal split; correct, about 20% better)."""
+    PPO with the default normalisation (rewards) must cut the `delay` reward by at least a
+    quarter, measured through the saved zip and `RLController`. Measured: about 70% less;
+    with the reward's sign flipped the policy ends worse than the equal split; with the
+    reward statistics missing from the zip, or not counting the steps trained, it fails too."""
     import csv
 
     from stable_baselines3.common.logger import make_output_format
@@ -245,9 +247,12 @@ def test_ppo_beats_the_equal_split_on_its_own_reward(tmp_path):
                                       private_traffic_seed=11, public_traffic_seed=12, routing_strategy="shortest 100",
                                       vehicle_types="passenger 100", passenger_routes="in 30 out 30 inner 10 pass 30")],
         n_steps=45, batch_size=45, n_epochs=20, learning_rate=3e-3, gamma=0.9, gae_lambda=0.9, ent_coef=0.0,
-        net_arch=[64, 64], log_std_init=-0.5, total_timesteps=1500, seed=0)
+        net_arch=[64, 64], log_std_init=-0.5, total_timesteps=1500, seed=0,
+        normalize_observations=False, normalize_reward=True)
     out = tmp_path / "model"
     result = train_rl_policy(config, out, in_process=True, output_formats=[make_output_format("csv", str(out))])
+    state = read_normalization(result.model_path)
+    assert state["normalize_reward"] and state["ret_rms"]["count"] >= result.num_timesteps
 
     network = out / "network"
     controller = RLController(read_phase_plans(network / "network.net.xml"), CycleTiming(60, 3, 5), str(result.model_path))
@@ -269,5 +274,5 @@ def test_ppo_beats_the_equal_split_on_its_own_reward(tmp_path):
     with open(out / "progress.csv") as handle:
         variance = [float(r["train/explained_variance"]) for r in csv.DictReader(handle) if r.get("train/explained_variance")]
     print(f"delay reward per episode: equal split {untrained:.1f}, trained {trained:.1f}; "
-          f"explained variance first/last {variance[0]:.2f}/{variance[-1]:.2f}")
-    assert untrained < 0 and trained > 0.9 * untrained  # at least 10% less delay than the equal split
+          f"explained variance max/last {max(variance):.2f}/{variance[-1]:.2f}")
+    assert untrained < 0 and trained > 0.75 * untrained  # at least a quarter less delay than the equal split

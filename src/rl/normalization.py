@@ -21,12 +21,16 @@ import numpy as np
 NORMALIZATION_NAME = "traffic_rl_normalization.json"
 
 
-def _rms_state(rms: Any) -> Dict[str, Any]:
+def _rms_state(rms: Any) -> Optional[Dict[str, Any]]:
+    if rms is None:  # VecNormalize keeps no statistics for what it does not normalise
+        return None
     return {"mean": np.asarray(rms.mean, dtype=float).tolist(), "var": np.asarray(rms.var, dtype=float).tolist(),
             "count": float(rms.count)}
 
 
-def _set_rms(rms: Any, state: Mapping[str, Any]) -> None:
+def _set_rms(rms: Any, state: Optional[Mapping[str, Any]]) -> None:
+    if rms is None or state is None:
+        return
     rms.mean = np.asarray(state["mean"], dtype=np.float64).reshape(np.shape(rms.mean))
     rms.var = np.asarray(state["var"], dtype=np.float64).reshape(np.shape(rms.var))
     rms.count = float(state["count"])
@@ -41,15 +45,15 @@ def normalization_state(vec_normalize: Any) -> Dict[str, Any]:
         "clip_reward": float(vec_normalize.clip_reward),
         "epsilon": float(vec_normalize.epsilon),
         "gamma": float(vec_normalize.gamma),
-        "obs_rms": _rms_state(vec_normalize.obs_rms),
-        "ret_rms": _rms_state(vec_normalize.ret_rms),
+        "obs_rms": _rms_state(getattr(vec_normalize, "obs_rms", None)),
+        "ret_rms": _rms_state(getattr(vec_normalize, "ret_rms", None)),
     }
 
 
 def restore_normalization(vec_normalize: Any, state: Mapping[str, Any]) -> None:
     """Continue the saved running statistics (counts keep growing from where they were)."""
-    _set_rms(vec_normalize.obs_rms, state["obs_rms"])
-    _set_rms(vec_normalize.ret_rms, state["ret_rms"])
+    _set_rms(getattr(vec_normalize, "obs_rms", None), state.get("obs_rms"))
+    _set_rms(getattr(vec_normalize, "ret_rms", None), state.get("ret_rms"))
 
 
 def wrap_normalized(venv: Any, normalize_observations: bool, normalize_reward: bool, gamma: float, clip: float,
