@@ -84,9 +84,11 @@ def episode_vs_plain(scenario, network_dir: Path, tmp: Path, reps: int, report: 
         c0, t0 = own_cpu_s(), time.perf_counter()
         env.reset()
         api = env.sim.api = TimedApi(env.sim.api)  # times SUMO's own stepping inside the episode
-        steps, terminated, info = 0, False, {}
-        while not terminated:
-            _, _, terminated, _, info = env.step(env.action_space.sample() if policy == "random" else equal)
+        # (reset ran the warm-up cycle before this: its SUMO stepping is in _time, not in sumo_step_s)
+        steps, done, info = 0, False, {}
+        while not done:  # the end of the simulation comes as truncated (a time limit)
+            _, _, terminated, truncated, info = env.step(env.action_space.sample() if policy == "random" else equal)
+            done = terminated or truncated
             steps += 1
         elapsed, cpu = time.perf_counter() - t0, own_cpu_s() - c0
         return {"_time": elapsed, "cpu_s": cpu, "steps": steps, "sumo_step_s": api.step_s,

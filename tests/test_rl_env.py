@@ -32,7 +32,7 @@ def test_env_spaces_episode_and_metrics(tiny_network, tmp_path):
     assert env.action_space.shape == (dims["signals"] * dims["max_phases"],)
     obs, info = env.reset(seed=0)
     assert obs.shape == env.observation_space.shape and info["cycle_length"] == 60
-    steps, arrived_by_step, times = 0, [], [0.0]
+    steps, arrived_by_step, times = 0, [], [60.0]
     rng = np.random.default_rng(0)
     while True:
         obs, reward, terminated, truncated, info = env.step(rng.uniform(-3, 3, env.action_space.shape))
@@ -42,20 +42,22 @@ def test_env_spaces_episode_and_metrics(tiny_network, tmp_path):
         times.append(info["sim_time"])
         # throughput reward = every arrival of the whole cycle, per signalised junction
         assert reward == pytest.approx(info["arrived"] / dims["signals"])
-        if terminated:
+        assert not terminated  # the end of the simulation is a time limit (truncated)
+        if truncated:
             break
-    assert steps == 10  # 600 s of 60 s cycles
+    assert steps == 9  # 600 s of 60 s cycles, the first one the warm-up cycle of reset()
     metrics = info["episode_metrics"]
     assert metrics["vehicles_planned"] == 250
     # the per-cycle arrival counts add up to the trip records' arrivals, cycle by cycle
     for k, count in enumerate(arrived_by_step):
         assert count == arrivals_between(tmp_path / "last_episode" / "tripinfo.xml", times[k], times[k + 1])
-    assert sum(arrived_by_step) == metrics["vehicles_arrived"]
+    warm_up = arrivals_between(tmp_path / "last_episode" / "tripinfo.xml", 0.0, 60.0)
+    assert sum(arrived_by_step) + warm_up == metrics["vehicles_arrived"]
     env.close()
 
 
 def test_actions_change_green_durations(tiny_network, tmp_path):
-    env = TrafficControlEnv(tiny_scenario(end_time=120), tiny_network, work_dir=tmp_path)
+    env = TrafficControlEnv(tiny_scenario(end_time=240), tiny_network, work_dir=tmp_path)
     env.reset()
     action = np.full(env.action_space.shape, -3.0, dtype=np.float32)
     action[0] = 3.0  # first phase of the first junction

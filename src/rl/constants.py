@@ -80,6 +80,16 @@ DEFAULT_ENT_DECAY_STEPS = 500_000
 DEFAULT_NET_ARCH: Tuple[int, ...] = (256, 256)
 DEFAULT_ACTIVATION = "relu"
 DEFAULT_SEED = 0
+# Running mean/std normalisation of observations and rewards (SB3 VecNormalize). The
+# statistics travel inside the model zip (src.rl.normalization), so evaluation, the pyfunc
+# and resumed training see observations exactly as training did. Rewards are normalised by
+# default: their scale (tens to hundreds) otherwise swamps the value function. Observations
+# are not: the features are already in [0, 1], and running-std scaling blows up
+# near-constant ones; on the quick learning test (1,500 steps) it cut the gain over the equal
+# split from 69% to 23%.
+DEFAULT_NORMALIZE_OBSERVATIONS = False
+DEFAULT_NORMALIZE_REWARD = True
+DEFAULT_NORMALIZATION_CLIP = 10.0  # normalised values are clipped to +-this (SB3's default)
 
 LR_SCHEDULES: Tuple[str, ...] = ("constant", "linear", "exponential")
 ENT_SCHEDULES: Tuple[str, ...] = ("linear",)  # besides true / false
@@ -141,7 +151,7 @@ ALGORITHM_KEYS: FrozenSet[str] = frozenset({
     "learning_rate", "clip_range", "batch_size", "n_steps", "n_epochs", "gamma", "gae_lambda",
     "max_grad_norm", "ent_coef", "vf_coef", "log_std_init", "lr_schedule", "lr_final",
     "lr_decay_rate", "ent_schedule", "ent_initial", "ent_final", "ent_decay_steps", "net_arch",
-    "activation", "features", "seed",
+    "activation", "features", "seed", "normalize_observations", "normalize_reward",
 })
 
 REWARD_KEYS: FrozenSet[str] = frozenset({"reward_function", "reward_params"})

@@ -2,7 +2,9 @@
 
 It observes and acts exactly as `TrafficControlEnv` does (same `FeatureExtractor`, same
 softmax over each junction's own phases, same actuator), with the feature lists and cycle
-length read from the model file, so `--model-path` is the only flag it needs.
+length read from the model file, so `--model-path` is the only flag it needs. Observations
+are normalised with the statistics saved inside the model zip, frozen (no update). The first
+cycle runs at the equal split, as the env's warm-up cycle does.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 from src.control.actuator import CycleTiming, proportions_to_durations
 from src.control.base import CycleMeasurement, SignalController
 from src.network.phases import PhasePlan
+from src.rl.normalization import ObservationNormalizer
 from src.rl.traffic_analysis import FeatureExtractor
 from src.rl.utils import check_compatible, read_model_metadata
 
@@ -52,6 +55,7 @@ class RLController(SignalController):
                 f"model {self.model_file}: observation size {self.model.observation_space.shape} does not "
                 f"match this network's {self.extractor.size}"
             )
+        self.normalize = ObservationNormalizer.from_model_zip(self.model_file)
         self.deterministic = deterministic
         logger.info("rl controller: %s (cycle %.0f s, obs %d, action %d)", self.model_file, timing.cycle_length,
                     self.extractor.size, self.extractor.action_size)
@@ -59,8 +63,12 @@ class RLController(SignalController):
     def reset(self) -> None:
         self.extractor.reset()
 
-    def _act(self, obs: np.ndarray) -> Dict[str, np.ndarray]:
-        action, _ = self.model.predict(obs, deterministic=self.deterministic)
+    def action_for(self, obs: np.ndarray) -> np.ndarray:
+        """The policy's action for a raw observation (normalised here with the frozen statistics)."""
+        action, _ = self.model.predict(self.normalize(obs), deterministic=self.deterministic)
+        return action
+
+    def _durations(self, action: np.ndarray) -> Dict[str, np.ndarray]:
         proportions = self.extractor.action_to_proportions(action)
         return {tls: proportions_to_durations(p, self.timing) for tls, p in proportions.items()}
 
@@ -69,9 +77,9 @@ class RLController(SignalController):
         return {"model_path": params.control.model_path, "network_dir": network.directory}
 
     def initial_durations(self) -> Dict[str, np.ndarray]:
-        """The first cycle, like the env's first step, acts on the empty observation."""
-        return self._act(self.extractor.empty_observation())
+        """The first cycle runs at the equal split, like the env's warm-up cycle in `reset`."""
+        return self._durations(np.zeros(self.extractor.action_size, dtype=np.float32))
 
     def decide(self, measurement: CycleMeasurement) -> Dict[str, np.ndarray]:
-        return self._act(np.clip(self.extractor.observe(measurement), 0.0, 1.0))
+        return self._durations(self.action_for(np.clip(self.extractor.observe(measurement), 0.0, 1.0)))
 

@@ -5,6 +5,12 @@ per phase (width = the most phases any junction has); each junction's values ove
 phases go through a softmax into shares of the cycle and then through the shared actuator
 into green durations. The observation is the named features of `traffic_analysis`.
 Spaces depend only on the network, so every scenario on one network shares them.
+
+`reset` runs one warm-up cycle at the equal split (what an untrained policy does, and what
+`RLController` runs first) and returns its observation: an all-zero observation would read
+as an empty or jammed network. The end of the simulation is a time limit, reported as
+`truncated` (never `terminated`), so PPO bootstraps the value of the state it stops in
+instead of learning that the return falls to zero there.
 """
 
 from __future__ import annotations
@@ -135,25 +141,38 @@ class TrafficControlEnv(gym.Env):
                                    track_entered=self.extractor.needs_entered)
         self.extractor.reset()
         self._episode_reward = 0.0
-        return self.extractor.empty_observation(), {"scenario": self.scenario_name, "cycle_length": self.timing.cycle_length}
+        self._pending = 0.0
+        obs, _ = self._run_cycle(np.zeros(self.action_space.shape, dtype=np.float32))  # warm-up at the equal split
+        return obs, {"scenario": self.scenario_name, "cycle_length": self.timing.cycle_length}
 
-    def step(self, action):
-        if self.sim is None:
-            raise RuntimeError("call reset() before step()")
+    def _pending_vehicles(self) -> float:
+        """Vehicles due to depart that SUMO could not insert yet (the network's entry backlog)."""
+        return float(len(self.sim.api.simulation.getPendingVehicles()))
+
+    def _run_cycle(self, action) -> tuple:
+        """Apply `action` for one cycle; the cycle's observation and its mean entry backlog."""
         proportions = self.extractor.action_to_proportions(action)
         self._durations = self.actuator.durations_from_proportions(proportions)
         self.actuator.apply(self.sim.api, self._durations)
         m = run_cycle(self.sim.api, self.sampler, self.timing.cycle_length, self.sample_interval, self._durations, self.end_time)
         self.last_measurement = m
-        obs = np.clip(self.extractor.observe(m), 0.0, 1.0)
-        reward = compute_reward(self.reward_function, self.reward_params, m, self.extractor.last_junction_view)
+        pending_start, self._pending = self._pending, self._pending_vehicles()
+        return np.clip(self.extractor.observe(m), 0.0, 1.0), 0.5 * (pending_start + self._pending)
+
+    def step(self, action):
+        if self.sim is None:
+            raise RuntimeError("call reset() before step()")
+        obs, backlog = self._run_cycle(action)
+        m = self.last_measurement
+        reward = compute_reward(self.reward_function, self.reward_params, m, self.extractor.last_junction_view, backlog)
         self._episode_reward += reward
-        terminated = m.time >= self.end_time - 1e-9
-        info: Dict[str, Any] = {"scenario": self.scenario_name, "sim_time": m.time, "arrived": m.arrived}
-        if terminated:
+        truncated = m.time >= self.end_time - 1e-9  # the time limit: no terminal state of the traffic
+        info: Dict[str, Any] = {"scenario": self.scenario_name, "sim_time": m.time, "arrived": m.arrived,
+                                "pending": self._pending}
+        if truncated:
             info["episode_metrics"] = self.finish_episode()
             info["episode_reward"] = self._episode_reward
-        return obs, float(reward), terminated, False, info
+        return obs, float(reward), False, truncated, info
 
     @property
     def last_episode_dir(self) -> Path:

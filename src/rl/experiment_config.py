@@ -345,6 +345,8 @@ KEY_CHECKS: Dict[str, Callable[[Any], Any]] = {
     "activation": _choice(C.ACTIVATIONS),
     "features": _features,
     "seed": _int(0),
+    "normalize_observations": _bool,
+    "normalize_reward": _bool,
     # reward
     "reward_function": _text(what="a reward function name"),
     "reward_params": _reward_params,
@@ -472,6 +474,8 @@ class ExperimentConfig:
     activation: str = C.DEFAULT_ACTIVATION
     features: Dict[str, List[str]] = field(default_factory=_default_features)
     seed: int = C.DEFAULT_SEED
+    normalize_observations: bool = C.DEFAULT_NORMALIZE_OBSERVATIONS
+    normalize_reward: bool = C.DEFAULT_NORMALIZE_REWARD
     # reward file
     reward_function: str = C.DEFAULT_REWARD_FUNCTION
     reward_params: Dict[str, float] = field(default_factory=lambda: dict(C.DEFAULT_REWARD_PARAMS))

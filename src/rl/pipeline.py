@@ -295,7 +295,8 @@ def _check_resumed_model(plan: _Plan, network_dir: Path) -> Dict[str, Any]:
     policy = policy_kwargs_from(plan.config.net_arch, plan.config.activation, plan.config.log_std_init)
     try:
         metadata = load_checked_model(plan.resumed.local_path, dims["observation"], dims["action"],
-                                      f"--resume-from {plan.resume_uri}", policy)
+                                      f"--resume-from {plan.resume_uri}", policy,
+                                      bool(plan.config.normalize_observations))
     except (IncompatibleModelError, FileNotFoundError) as err:
         raise UserError(str(err)) from None
     return metadata

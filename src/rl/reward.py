@@ -1,9 +1,26 @@
 """Reward functions, chosen by name with parameters.
 
-Every reward is computed once per cycle from the cycle's `CycleMeasurement` and the
-`JunctionView` of the feature extractor. Throughput counts every vehicle that arrived during
-the whole cycle (summed step by step in `run_cycle`), not only in its last second.
-Rewards are scaled per signalised junction so their size does not grow with the network.
+Every reward is computed once per cycle from the cycle's `CycleMeasurement`, the
+`JunctionView` of the feature extractor and the cycle's entry backlog (vehicles due to depart
+that SUMO could not insert yet, averaged over the cycle). Rewards are scaled per signalised
+junction so their size does not grow with the network.
+
+Which to use (trade-offs):
+
+- `delay` (start here): minus the vehicle-seconds spent halting on the signals' lanes plus
+  those spent waiting to enter the network. Counting the entry backlog matters: without it
+  (`waiting_time`) a policy scores better by keeping vehicles out of the network. It measures
+  what control changes; its size grows with demand, which reward normalisation absorbs.
+- `pressure`: minus |sum over a junction's movements of incoming minus outgoing queue|,
+  averaged over junctions (PressLight/MPLight). Local and dense, so it trains fast and per
+  junction; minimising it is throughput-optimal in theory (max-pressure), but it ignores the
+  entry backlog and does not see delay directly.
+- `empirical` (the seed's): arrivals + halting + speed. Arrivals depend mostly on demand, not
+  on control, so most of its variance is noise to the policy; kept for comparison with older
+  runs.
+- `throughput`, `waiting_time`, `queue`, `speed`, `multi_objective`: single terms and their
+  weighted sum. Throughput shares empirical's problem; `waiting_time`/`queue` see only
+  vehicles already on signal lanes.
 """
 
 from __future__ import annotations
@@ -20,7 +37,7 @@ from src.rl.traffic_analysis import JunctionView
 @dataclass(frozen=True)
 class RewardFunction:
     name: str
-    compute: Callable[[CycleMeasurement, JunctionView, Dict[str, float]], float]
+    compute: Callable[[CycleMeasurement, JunctionView, Dict[str, float], float], float]
     params: Dict[str, float] = field(default_factory=dict)
     doc: str = ""
 
@@ -29,25 +46,35 @@ def _n_tls(j: JunctionView) -> float:
     return float(max(j.durations.shape[0], 1))
 
 
-def _throughput(m: CycleMeasurement, j: JunctionView, p: Dict[str, float]) -> float:
+def _throughput(m: CycleMeasurement, j: JunctionView, p: Dict[str, float], backlog: float = 0.0) -> float:
     return p["scale"] * m.arrived / _n_tls(j)
 
 
-def _waiting_time(m: CycleMeasurement, j: JunctionView, p: Dict[str, float]) -> float:
+def _waiting_time(m: CycleMeasurement, j: JunctionView, p: Dict[str, float], backlog: float = 0.0) -> float:
     """Minus the vehicle-seconds spent halting on the signals' lanes during the cycle, per junction."""
     return -p["scale"] * float(m.mean_halting.sum()) * m.cycle_length / _n_tls(j) / 100.0
 
 
-def _queue(m: CycleMeasurement, j: JunctionView, p: Dict[str, float]) -> float:
+def _queue(m: CycleMeasurement, j: JunctionView, p: Dict[str, float], backlog: float = 0.0) -> float:
     return -p["scale"] * float(m.last_halting.sum()) / _n_tls(j)
 
 
-def _pressure(m: CycleMeasurement, j: JunctionView, p: Dict[str, float]) -> float:
-    """Minus the absolute pressure summed over all phases of all junctions (the max-pressure objective)."""
-    return -p["scale"] * float(np.abs(j.pressure[j.phase_mask]).sum()) / _n_tls(j)
+def _pressure(m: CycleMeasurement, j: JunctionView, p: Dict[str, float], backlog: float = 0.0) -> float:
+    """Minus |incoming minus outgoing queue over a junction's movements|, mean over junctions.
+
+    The intersection pressure of PressLight (Wei et al., 2019): a junction whose queues drain
+    into free lanes has pressure near zero.
+    """
+    return -p["scale"] * float(np.abs(j.movement_pressure).sum()) / _n_tls(j)
 
 
-def _speed(m: CycleMeasurement, j: JunctionView, p: Dict[str, float]) -> float:
+def _delay(m: CycleMeasurement, j: JunctionView, p: Dict[str, float], backlog: float = 0.0) -> float:
+    """Minus vehicle-seconds halting on signal lanes and waiting to enter, per junction (/100)."""
+    waiting = float(m.mean_halting.sum()) + p["backlog_weight"] * float(backlog)
+    return -p["scale"] * waiting * m.cycle_length / _n_tls(j) / 100.0
+
+
+def _speed(m: CycleMeasurement, j: JunctionView, p: Dict[str, float], backlog: float = 0.0) -> float:
     limits = np.maximum(m.lanes.speed_limits, 0.1)
     occupied = m.mean_vehicles > 0
     if not occupied.any():
@@ -55,7 +82,7 @@ def _speed(m: CycleMeasurement, j: JunctionView, p: Dict[str, float]) -> float:
     return p["scale"] * float(np.average(m.mean_speed[occupied] / limits[occupied], weights=m.mean_vehicles[occupied]))
 
 
-def _empirical(m: CycleMeasurement, j: JunctionView, p: Dict[str, float]) -> float:
+def _empirical(m: CycleMeasurement, j: JunctionView, p: Dict[str, float], backlog: float = 0.0) -> float:
     """Arrivals rewarded, halting punished, with a bonus for keeping speeds up.
 
     The mix that worked for heavy grid scenarios: throughput keeps the policy from
@@ -63,9 +90,9 @@ def _empirical(m: CycleMeasurement, j: JunctionView, p: Dict[str, float]) -> flo
     """
     unit = {"scale": 1.0}
     return (
-        p["throughput_weight"] * _throughput(m, j, unit)
-        + p["waiting_weight"] * _waiting_time(m, j, unit)
-        + p["speed_weight"] * _speed(m, j, unit)
+        p["throughput_weight"] * _throughput(m, j, unit, backlog)
+        + p["waiting_weight"] * _waiting_time(m, j, unit, backlog)
+        + p["speed_weight"] * _speed(m, j, unit, backlog)
     )
 
 
@@ -78,13 +105,14 @@ _TERMS = {
 }
 
 
-def _multi_objective(m: CycleMeasurement, j: JunctionView, p: Dict[str, float]) -> float:
+def _multi_objective(m: CycleMeasurement, j: JunctionView, p: Dict[str, float], backlog: float = 0.0) -> float:
     """Weighted sum of the single terms: weights named `<term>_weight`."""
     unit = {"scale": 1.0}
-    return sum(p[f"{term}_weight"] * fn(m, j, unit) for term, fn in _TERMS.items())
+    return sum(p[f"{term}_weight"] * fn(m, j, unit, backlog) for term, fn in _TERMS.items())
 
 
 REWARD_FUNCTIONS: Dict[str, RewardFunction] = {
+    "delay": RewardFunction("delay", _delay, {"scale": 1.0, "backlog_weight": 1.0}),
     "empirical": RewardFunction("empirical", _empirical, {"throughput_weight": 1.0, "waiting_weight": 0.5, "speed_weight": 1.0}),
     "throughput": RewardFunction("throughput", _throughput, {"scale": 1.0}),
     "waiting_time": RewardFunction("waiting_time", _waiting_time, {"scale": 1.0}),
@@ -112,5 +140,7 @@ def resolve_reward_params(name: str, params: Optional[Mapping[str, float]] = Non
     return resolved
 
 
-def compute_reward(name: str, params: Mapping[str, float], m: CycleMeasurement, j: JunctionView) -> float:
-    return float(REWARD_FUNCTIONS[name].compute(m, j, dict(params)))
+def compute_reward(name: str, params: Mapping[str, float], m: CycleMeasurement, j: JunctionView,
+                   backlog: float = 0.0) -> float:
+    """Reward `name` of one cycle; `backlog`: mean vehicles waiting to enter the network."""
+    return float(REWARD_FUNCTIONS[name].compute(m, j, dict(params), float(backlog)))

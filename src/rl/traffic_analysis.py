@@ -43,6 +43,9 @@ class JunctionView:
     pressure: np.ndarray  # (n_tls, max_phases)
     phase_mask: np.ndarray  # (n_tls, max_phases) bool
     cycle_length: float
+    #: (n_tls,) per junction: sum over its movements (incoming, outgoing lane) of the mean
+    #: halting count in minus out over the cycle (the max-pressure literature's pressure).
+    movement_pressure: Optional[np.ndarray] = None
 
 
 def _edge_speed_ratio(v: EdgeView, j: JunctionView) -> np.ndarray:
@@ -238,7 +241,10 @@ class FeatureExtractor:
                 durations[k, : len(d)] = d
             for p, links in enumerate(self._phase_links[k]):
                 pressure[k, p] = sum(queue[i] - queue[o] for i, o in links)
-        return JunctionView(durations, pressure, self.phase_mask, m.cycle_length)
+        halting = m.mean_halting
+        movements = np.array([sum(halting[i] - halting[o] for i, o in sorted({l for links in phases for l in links}))
+                              for phases in self._phase_links], dtype=float)
+        return JunctionView(durations, pressure, self.phase_mask, m.cycle_length, movements)
 
     def observe(self, m: CycleMeasurement) -> np.ndarray:
         if self.vehicle_scale is None:

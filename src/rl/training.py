@@ -29,6 +29,7 @@ from src.network import build_network
 from src.network.phases import read_phase_plans
 from src.rl import constants as C
 from src.rl.environment import TrafficControlEnv, network_dimensions
+from src.rl.normalization import check_normalization_matches, read_normalization, wrap_normalized
 from src.rl.traffic_analysis import resolved_features
 from src.rl.utils import check_compatible, read_model_metadata, save_model_atomically
 from src.rl.vec_env import EnvWorkerError, ResilientSubprocVecEnv, StepAborted, ignore_stop_signals
@@ -283,6 +284,20 @@ class CheckpointWithMetadataCallback(BaseCallback):
         return path
 
 
+class SaveBestCallback(BaseCallback):
+    """Saves the new best model of an evaluation the atomic way, with metadata and normalisation
+    statistics (SB3's own `best_model_save_path` would save neither)."""
+
+    def __init__(self, path: Path, metadata_fn: Callable[[], Dict[str, Any]]) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.metadata_fn = metadata_fn
+
+    def _on_step(self) -> bool:
+        save_model_atomically(self.model, self.path, self.metadata_fn())
+        return True
+
+
 class StopOnNoImprovement(BaseCallback):
     """After each evaluation: stop when the mean reward has not improved by more than
     `min_delta` for `patience` evaluations in a row."""
@@ -421,9 +436,19 @@ def train_rl_policy(
             **dict(extra_metadata or {}),
         }
         start_steps = 0
+        saved_stats = None
         if resume_from is not None:
             previous = read_model_metadata(Path(resume_from))
             check_compatible(previous, dims["observation"], dims["action"], f"--resume-from {resume_from}")
+            saved_stats = read_normalization(Path(resume_from))
+            check_normalization_matches(saved_stats, bool(config.normalize_observations), f"--resume-from {resume_from}")
+        # Normalisation wraps the workers' envs; its statistics are saved inside every model zip
+        # (save_model_atomically) and continue from the resumed model's.
+        vec_env = wrap_normalized(vec_env, bool(config.normalize_observations), bool(config.normalize_reward),
+                                  float(config.gamma), float(C.DEFAULT_NORMALIZATION_CLIP), saved_stats)
+        metadata["normalize_observations"] = bool(config.normalize_observations)
+        metadata["normalize_reward"] = bool(config.normalize_reward)
+        if resume_from is not None:
             # What may change between batches takes this config's value (logged as the run's
             # params); net_arch and activation cannot, and were checked before the run started.
             model = PPO.load(str(resume_from), env=vec_env, device=config.device,
@@ -471,6 +496,10 @@ def train_rl_policy(
         if evaluate and config.eval_freq and config.eval_freq > 0:
             eval_env = create_vectorized_env(env_params_list[:1], network_dir, work_root=model_dir / "eval_env",
                                              scenario_names=[f"eval_{scenario_names[0]}"], **common, **env_kwargs)
+            # Frozen copy of the training statistics (EvalCallback syncs them before each
+            # evaluation), raw rewards: evaluations compare on the reward itself.
+            eval_env = wrap_normalized(eval_env, bool(config.normalize_observations), bool(config.normalize_reward),
+                                       float(config.gamma), float(C.DEFAULT_NORMALIZATION_CLIP), training=False)
             stopper = StopOnNoImprovement(config.early_stopping_patience, config.early_stopping_min_delta) \
                 if config.early_stopping_patience and config.early_stopping_patience > 0 else None
             callbacks.append(EvalCallback(
@@ -478,7 +507,7 @@ def train_rl_policy(
                 eval_freq=max(int(config.eval_freq) // n, 1),
                 n_eval_episodes=int(config.n_eval_episodes),
                 callback_after_eval=stopper,
-                best_model_save_path=str(model_dir / "best"),
+                callback_on_new_best=SaveBestCallback(model_dir / "best" / "best_model.zip", metadata_fn),
                 log_path=str(model_dir / "eval"),
                 deterministic=True,
                 verbose=0,

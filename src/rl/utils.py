@@ -21,20 +21,25 @@ class IncompatibleModelError(ValueError):
     """A saved policy does not fit the network or features it is asked to run on."""
 
 
-def write_model_metadata(model_zip: Path, metadata: Mapping[str, Any]) -> None:
-    """Add (or replace) the metadata file inside an SB3 model zip."""
+def write_zip_member(model_zip: Path, name: str, text: str) -> None:
+    """Add (or replace) one text member inside an SB3 model zip."""
     model_zip = Path(model_zip)
     with zipfile.ZipFile(model_zip, "r") as archive:
-        if METADATA_NAME in archive.namelist():
-            items = {n: archive.read(n) for n in archive.namelist() if n != METADATA_NAME}
+        if name in archive.namelist():
+            items = {n: archive.read(n) for n in archive.namelist() if n != name}
         else:
             items = None
     if items is not None:  # zip files cannot drop a member in place: rewrite
         with zipfile.ZipFile(model_zip, "w", zipfile.ZIP_DEFLATED) as archive:
-            for name, data in items.items():
-                archive.writestr(name, data)
+            for member, data in items.items():
+                archive.writestr(member, data)
     with zipfile.ZipFile(model_zip, "a", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr(METADATA_NAME, json.dumps(dict(metadata), indent=1, sort_keys=True))
+        archive.writestr(name, text)
+
+
+def write_model_metadata(model_zip: Path, metadata: Mapping[str, Any]) -> None:
+    """Add (or replace) the metadata file inside an SB3 model zip."""
+    write_zip_member(model_zip, METADATA_NAME, json.dumps(dict(metadata), indent=1, sort_keys=True))
 
 
 def read_model_metadata(model_zip: Path) -> Dict[str, Any]:
@@ -64,17 +69,24 @@ def check_compatible(metadata: Mapping[str, Any], observation_size: int, action_
 
 
 def save_model_atomically(model: Any, path: Path, metadata: Mapping[str, Any]) -> Path:
-    """Save an SB3 model with its metadata under `path`, or leave nothing there.
+    """Save an SB3 model with its metadata (and normalisation statistics) under `path`, or leave nothing there.
 
     The zip is written to a hidden temporary name in the same folder and renamed at the end,
     so a full disk or a kill mid-write never leaves a corrupt model under its normal name.
+    When the model's env is a `VecNormalize`, its statistics go into the same zip, so every
+    checkpoint, final and best model carries the statistics it was trained with.
     """
+    from src.rl.normalization import NORMALIZATION_NAME, normalization_state
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.stem}.partial-{os.getpid()}.zip")
     try:
         model.save(str(partial))
         write_model_metadata(partial, metadata)
+        vec_normalize = model.get_vec_normalize_env() if hasattr(model, "get_vec_normalize_env") else None
+        if vec_normalize is not None:
+            write_zip_member(partial, NORMALIZATION_NAME, json.dumps(normalization_state(vec_normalize)))
         os.replace(partial, path)
     finally:
         if partial.exists():
@@ -83,12 +95,14 @@ def save_model_atomically(model: Any, path: Path, metadata: Mapping[str, Any]) -
 
 
 def load_checked_model(path: Path, observation_size: int, action_size: int, where: str,
-                       policy_kwargs: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+                       policy_kwargs: Optional[Mapping[str, Any]] = None,
+                       normalize_observations: Optional[bool] = None) -> Dict[str, Any]:
     """Load the whole model at `path` and check it fits; IncompatibleModelError (one line) if not.
 
     Done before a run starts, so a zip with only metadata, a corrupt `policy.pth` or an SB3
     model of another network never gets as far as an MLflow run or a model folder.
-    `policy_kwargs` (net_arch, activation_fn) must match: they cannot change on resume.
+    `policy_kwargs` (net_arch, activation_fn) must match: they cannot change on resume; so
+    must `normalize_observations` (when given) with the statistics saved in the zip.
     Returns the model's metadata.
     """
     from stable_baselines3 import PPO
@@ -114,4 +128,8 @@ def load_checked_model(path: Path, observation_size: int, action_size: int, wher
                 raise IncompatibleModelError(
                     f"{where}: {key} cannot change when resuming (the model has {name[0]}, the config asks for "
                     f"{name[1]}); set it back in the algorithm file or start a new model")
+    if normalize_observations is not None:
+        from src.rl.normalization import check_normalization_matches, read_normalization
+
+        check_normalization_matches(read_normalization(Path(path)), normalize_observations, where)
     return metadata

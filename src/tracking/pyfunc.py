@@ -1,7 +1,9 @@
 """The trained policy as an MLflow pyfunc model, so it can be registered and versioned.
 
 The wrapper carries the SB3 zip as an artifact (`artifacts/final_model.zip`); `predict`
-takes observation rows and returns actions, for serving or quick checks.
+takes raw observation rows (as `TrafficControlEnv` produces them) and returns actions, for
+serving or quick checks. The observation normalisation statistics saved inside the zip are
+applied first, frozen, exactly as `RLController` does.
 """
 
 from __future__ import annotations
@@ -14,9 +16,12 @@ class TrafficPolicyModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         from stable_baselines3 import PPO
 
+        from src.rl.normalization import ObservationNormalizer
+
         self.policy = PPO.load(context.artifacts["policy"], device="cpu")
+        self.normalize = ObservationNormalizer.from_model_zip(context.artifacts["policy"])
 
     def predict(self, context, model_input, params=None):
-        obs = np.asarray(model_input, dtype=np.float32)
+        obs = self.normalize(np.asarray(model_input, dtype=np.float32))
         actions, _ = self.policy.predict(obs, deterministic=True)
         return actions

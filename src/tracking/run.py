@@ -192,6 +192,21 @@ class TrainingRun:
     def log_artifacts(self, folder: Path, artifact_path: Optional[str] = None) -> None:
         self.client.log_artifacts(self.run_id, str(folder), artifact_path)
 
+    def _log_normalization(self, model_zip: Path) -> None:
+        """The normalisation statistics inside the zip, also as a readable artifact beside it."""
+        import json
+        import tempfile
+
+        from src.rl.normalization import NORMALIZATION_NAME, read_normalization
+
+        state = read_normalization(model_zip)
+        if state is None:
+            return
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / NORMALIZATION_NAME
+            path.write_text(json.dumps(state, indent=1))
+            self.client.log_artifact(self.run_id, str(path), "model")
+
     def log_policy(self, model_zip: Path, registered_model_name: Optional[str],
                    version_tags: Optional[Mapping[str, str]] = None,
                    alias: Optional[str] = None) -> Tuple[Optional[str], str]:
@@ -201,6 +216,7 @@ class TrainingRun:
         Returns (registered version or None, model URI).
         """
         self.client.log_artifact(self.run_id, str(model_zip), "model")
+        self._log_normalization(model_zip)
         from src.tracking.pyfunc import TrafficPolicyModel
 
         with warnings.catch_warnings():  # MLflow's advice on type hints / pickling does not apply here
