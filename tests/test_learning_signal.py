@@ -242,7 +242,7 @@ def test_ppo_beats_the_equal_split_on_its_own_reward(tmp_path):
     from src.rl.controller import RLController
 
     config = small_config(
-        grid_dimension=2, lane_count=1, network_seed=7, traffic_light_strategy="incoming", cycle_lengths=[60],
+        grid_dimension=2, lane_count=1, network_seed=7, signal_programs="incoming", cycle_lengths=[60],
         end_time=600, scenarios=[dict(small_config().scenarios[0], name="tiny_four_phase", num_vehicles=300,
                                       private_traffic_seed=11, public_traffic_seed=12, routing_strategy="shortest 100",
                                       vehicle_types="passenger 100", passenger_routes="in 30 out 30 inner 10 pass 30")],
