@@ -43,7 +43,6 @@ def main() -> int:
     from src.cli import parse_simulation_params
     from src.control import LaneInfo, LaneSampler, SignalActuator, create_controller, run_cycle
     from src.control.actuator import CycleTiming
-    from src.control.base import DEFAULT_SAMPLE_INTERVAL_S
     from src.network.phases import read_phase_plans
     from src.orchestration.simulation import prepare_scenario
     from src.sumo_integration.simulation import SumoSimulation
@@ -86,7 +85,7 @@ def main() -> int:
             actuator.apply(api, durations)
             a1 = time.perf_counter()
             step0, sample0 = api.step_s, sampler.sample_s
-            m = run_cycle(api, sampler, controller.timing.cycle_length, DEFAULT_SAMPLE_INTERVAL_S, durations, end_time)
+            m = run_cycle(api, sampler, controller.timing.cycle_length, controller.sample_interval_s, durations, end_time)
             a2 = time.perf_counter()
             record = {"time": m.time, "running": m.running, "apply_s": a1 - a0, "run_cycle_s": a2 - a1,
                       "step_s": api.step_s - step0, "sample_s": sampler.sample_s - sample0, "decide_s": None}

@@ -162,6 +162,8 @@ class SignalController(ABC):
     mode: str = "cycle"
     #: Whether decisions need `CycleMeasurement.entered` (see `LaneSampler`).
     track_entered: bool = False
+    #: Seconds between lane readings within a cycle (the runner samples at this interval).
+    sample_interval_s: float = DEFAULT_SAMPLE_INTERVAL_S
 
     def __init__(self, plans: Mapping[str, PhasePlan], timing: CycleTiming) -> None:
         self.plans = dict(plans)

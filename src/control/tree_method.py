@@ -121,6 +121,8 @@ SHARE_DECIMALS = 2
 #: Marks of the study's split streets (`net_data_builder.py` NetworkData.read_file).
 HEAD_MARK, TAIL_SUFFIX = "_H_", "_T"
 KMH_PER_MS = 3.6
+#: Lane readings every simulation second (`runner.py` reads every link after each step).
+SAMPLE_INTERVAL_S = 1.0
 
 
 # --- the fundamental diagram --------------------------------------------------------------
@@ -385,6 +387,7 @@ class TreeMethodController(SignalController):
     """
 
     name = "tree_method"
+    sample_interval_s = SAMPLE_INTERVAL_S
 
     def __init__(self, plans: Mapping[str, PhasePlan], timing: CycleTiming,
                  speed_factor: float = DEFAULT_SPEED_FACTOR, min_phase_s: int = MIN_PHASE_S,

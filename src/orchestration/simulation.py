@@ -14,7 +14,6 @@ import numpy as np
 
 from src.control import LaneInfo, LaneSampler, PhaseActuator, SignalActuator, controller_class, plan_timing, run_cycle
 from src.control.actuator import check_cycle_fits
-from src.control.base import DEFAULT_SAMPLE_INTERVAL_S
 from src.locations import LocationError, check_writable_dir
 from src.metrics import METRIC_NAMES, compute_trip_metrics
 from src.network import build_network
@@ -164,7 +163,7 @@ def _drive(sim, controller, plans, timing, end_time, progress, on_cycle, decisio
     durations = controller.initial_durations()
     while sim.time < end_time - 1e-9:
         actuator.apply(api, durations)
-        measurement = run_cycle(api, sampler, timing.cycle_length, DEFAULT_SAMPLE_INTERVAL_S, durations, end_time)
+        measurement = run_cycle(api, sampler, timing.cycle_length, controller.sample_interval_s, durations, end_time)
         if on_cycle is not None:
             on_cycle(measurement)
         if sim.time >= end_time - 1e-9:
