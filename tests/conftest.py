@@ -10,6 +10,15 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+#: The five config files of a small laptop experiment, one per role.
+CONFIG_FILES = {
+    "network": REPO_ROOT / "rl/configs/network/grid3_small.yaml",
+    "scenarios": REPO_ROOT / "rl/configs/scenarios/small_mixed.yaml",
+    "algorithm": REPO_ROOT / "rl/configs/algorithm/ppo_small.yaml",
+    "reward": REPO_ROOT / "rl/configs/reward/empirical.yaml",
+    "execution": REPO_ROOT / "rl/configs/execution/quick_test.yaml",
+}
+
 #: A 3x3 grid small enough that a 600 s episode takes well under a second.
 TINY_NETWORK = "--network-seed 7 --grid_dimension 3 --block_size_m 150 --lane_count 2 --signal-programs opposites"
 TINY_CONTROL = "--cycle-length 60 --min-green 5 --yellow-time 3"

@@ -15,16 +15,8 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
+from conftest import CONFIG_FILES as BASE
 from conftest import REPO_ROOT, python, subprocess_env
-
-CONFIGS = REPO_ROOT / "rl/configs"
-BASE = {
-    "network": CONFIGS / "network/grid3_small.yaml",
-    "scenarios": CONFIGS / "scenarios/small_mixed.yaml",
-    "algorithm": CONFIGS / "algorithm/ppo_small.yaml",
-    "reward": CONFIGS / "reward/empirical.yaml",
-    "execution": CONFIGS / "execution/quick_test.yaml",
-}
 
 
 def _yaml(role: str, change: Callable[[dict], None]) -> Callable[[Path], List[str]]:

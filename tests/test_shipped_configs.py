@@ -8,17 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from conftest import CONFIG_FILES as DEFAULTS
 from conftest import REPO_ROOT
 from src.rl.experiment_config import load_modular_config
 
 CONFIGS = REPO_ROOT / "rl/configs"
-DEFAULTS = {
-    "network": CONFIGS / "network/grid3_small.yaml",
-    "scenarios": CONFIGS / "scenarios/small_mixed.yaml",
-    "algorithm": CONFIGS / "algorithm/ppo_small.yaml",
-    "reward": CONFIGS / "reward/empirical.yaml",
-    "execution": CONFIGS / "execution/quick_test.yaml",
-}
 SHIPPED = [(role, path) for role in DEFAULTS for path in sorted((CONFIGS / role).glob("*.yaml"))]
 
 
