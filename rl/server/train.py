@@ -2,7 +2,8 @@
 """HPC training: one SUMO env per scenario in its own process, one shared PPO model.
 
 Chain batches of scenarios into one model with --resume-from (a file, runs:/ or models:/ URI).
-SIGTERM (SLURM's warning before the time limit) saves a checkpoint and closes the MLflow run.
+SIGTERM (scancel, preemption, or train_rl.slurm at the time-limit warning) saves a checkpoint,
+registers it and ends the MLflow run KILLED (exit code 3; see README, When things go wrong).
 """
 
 import argparse

@@ -190,7 +190,7 @@ class ResilientSubprocVecEnv(SubprocVecEnv):
 
     def step_async(self, actions: np.ndarray) -> None:
         self._sent = []
-        for k, (remote, action) in enumerate(zip(self.remotes, actions)):
+        for remote, action in zip(self.remotes, actions):
             try:
                 remote.send(("step", action))
                 self._sent.append(True)
