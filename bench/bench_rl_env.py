@@ -142,6 +142,8 @@ def episode_vs_plain(scenario, network_dir: Path, tmp: Path, reps: int, report: 
 
 
 def parallel_vs_single(scenario, network_dir: Path, tmp: Path, reps: int, report: Report) -> None:
+    from stable_baselines3.common.vec_env import SubprocVecEnv
+
     from src.rl.training import create_vectorized_env
 
     scenarios = [scenario.params(), scenario.params(private_seed=72633)]
@@ -150,7 +152,7 @@ def parallel_vs_single(scenario, network_dir: Path, tmp: Path, reps: int, report
               for k, (p, n) in enumerate(zip(scenarios, names))]
     pair = create_vectorized_env(scenarios, network_dir, work_root=tmp / "pair", scenario_names=names)
     kind = type(pair).__name__
-    assert kind == "SubprocVecEnv" and all(type(v).__name__ == "DummyVecEnv" for v in single), kind
+    assert isinstance(pair, SubprocVecEnv) and all(type(v).__name__ == "DummyVecEnv" for v in single), kind
     probe = single[0].envs[0].unwrapped
     steps = int(np.ceil(probe.end_time / probe.timing.cycle_length))  # one episode; its last step auto-resets
     action_size = single[0].action_space.shape[0]
