@@ -31,6 +31,11 @@ DEFAULT_CYCLE_LENGTHS: Tuple[int, ...] = (P.DEFAULT_CYCLE_LENGTH,)
 DEFAULT_CYCLE_STRATEGY = "fixed"
 DEFAULT_MIN_GREEN = P.DEFAULT_MIN_GREEN
 DEFAULT_YELLOW_TIME = P.DEFAULT_YELLOW_TIME
+# What the policy decides (README "Control modes"): `cycle_splits` green shares once per
+# cycle; `phase_select` every `decision_interval` s, per junction, the green to hold next.
+CONTROL_MODES: Tuple[str, ...] = ("cycle_splits", "phase_select")
+DEFAULT_CONTROL_MODE = "cycle_splits"
+DEFAULT_DECISION_INTERVAL = P.DEFAULT_DECISION_INTERVAL
 
 # How an episode picks its cycle length from `cycle_lengths`: always the first, a random
 # one (from the env's seed), or each in turn.
@@ -80,6 +85,12 @@ DEFAULT_ENT_DECAY_STEPS = 500_000
 DEFAULT_NET_ARCH: Tuple[int, ...] = (256, 256)
 DEFAULT_ACTIVATION = "relu"
 DEFAULT_SEED = 0
+# `junction`: one small policy applied to every junction's local observation (parameter
+# sharing, MPLight/RESCO); `network`: one MLP from the whole network's observation to every
+# junction's action. None: `junction` for phase_select, `network` for cycle_splits (the only
+# form cycle_splits has).
+POLICY_SHARING_MODES: Tuple[str, ...] = ("junction", "network")
+DEFAULT_POLICY_SHARING = None
 # Running mean/std normalisation of observations and rewards (SB3 VecNormalize). The
 # statistics travel inside the model zip (src.rl.normalization), so evaluation, the pyfunc
 # and resumed training see observations exactly as training did. Rewards are normalised by
@@ -112,6 +123,9 @@ DEFAULT_REWARD_PARAMS: Dict[str, float] = {}  # empty: the reward's own defaults
 DEFAULT_TOTAL_TIMESTEPS = 100_000
 DEFAULT_CHECKPOINT_FREQ = 10_000
 DEFAULT_EVAL_FREQ = 0  # 0: no evaluation during training
+# A scenarios file whose scenarios every evaluation runs (held-out traffic); None: the
+# training scenarios. Evaluations judge on mean travel time and drive best model + early stop.
+DEFAULT_EVAL_SCENARIOS = None
 DEFAULT_N_EVAL_EPISODES = 1
 DEFAULT_EARLY_STOPPING_PATIENCE = 0  # 0: no early stopping (needs eval_freq > 0 otherwise)
 DEFAULT_EARLY_STOPPING_MIN_DELTA = 0.0
@@ -138,6 +152,7 @@ NETWORK_KEYS: FrozenSet[str] = frozenset({
     "network_seed", "grid_dimension", "junctions_to_remove", "block_size_m", "lane_count",
     "step_length", "land_use_block_size_m", "attractiveness", "signal_programs",
     "net_file", "cycle_lengths", "cycle_strategy", "min_green", "yellow_time",
+    "control_mode", "decision_interval",
 })
 
 # Keys of one scenario entry (the scenarios file itself holds only `scenarios: [...]`).
@@ -152,6 +167,7 @@ ALGORITHM_KEYS: FrozenSet[str] = frozenset({
     "max_grad_norm", "ent_coef", "vf_coef", "log_std_init", "lr_schedule", "lr_final",
     "lr_decay_rate", "ent_schedule", "ent_initial", "ent_final", "ent_decay_steps", "net_arch",
     "activation", "features", "seed", "normalize_observations", "normalize_reward",
+    "policy_sharing",
 })
 
 REWARD_KEYS: FrozenSet[str] = frozenset({"reward_function", "reward_params"})
@@ -160,7 +176,7 @@ EXECUTION_KEYS: FrozenSet[str] = frozenset({
     "total_timesteps", "checkpoint_freq", "eval_freq", "n_eval_episodes",
     "early_stopping_patience", "early_stopping_min_delta", "end_time", "parallel_envs",
     "single_env", "experiment_name", "model_name", "models_dir", "device", "log_interval",
-    "sumo_seed", "env_step_timeout_s", "max_env_restarts",
+    "sumo_seed", "env_step_timeout_s", "max_env_restarts", "eval_scenarios",
 }) | ALGORITHM_EXECUTION_SHARED_KEYS
 
 # Top-level keys each file may hold.

@@ -322,6 +322,8 @@ KEY_CHECKS: Dict[str, Callable[[Any], Any]] = {
     "cycle_strategy": _choice(C.CYCLE_STRATEGIES),
     "min_green": _int(1),
     "yellow_time": _int(1),
+    "control_mode": _choice(C.CONTROL_MODES),
+    "decision_interval": _int(1),
     # algorithm
     "learning_rate": _float(0, low_open=True),
     "clip_range": _float(0, low_open=True),
@@ -347,6 +349,7 @@ KEY_CHECKS: Dict[str, Callable[[Any], Any]] = {
     "seed": _int(0),
     "normalize_observations": _bool,
     "normalize_reward": _bool,
+    "policy_sharing": _choice(C.POLICY_SHARING_MODES, optional=True),
     # reward
     "reward_function": _text(what="a reward function name"),
     "reward_params": _reward_params,
@@ -368,6 +371,7 @@ KEY_CHECKS: Dict[str, Callable[[Any], Any]] = {
     "sumo_seed": _int(0),
     "env_step_timeout_s": _float(0, low_open=True),
     "max_env_restarts": _int(0),
+    "eval_scenarios": _text(optional=True, what="a path to a scenarios file"),
 }
 
 SCENARIO_CHECKS: Dict[str, Callable[[Any], Any]] = {
@@ -449,6 +453,8 @@ class ExperimentConfig:
     cycle_strategy: str = C.DEFAULT_CYCLE_STRATEGY
     min_green: int = C.DEFAULT_MIN_GREEN
     yellow_time: int = C.DEFAULT_YELLOW_TIME
+    control_mode: str = C.DEFAULT_CONTROL_MODE
+    decision_interval: int = C.DEFAULT_DECISION_INTERVAL
     # scenarios file: complete entries (name + every traffic key)
     scenarios: List[Dict[str, Any]] = field(default_factory=list)
     # algorithm file
@@ -476,6 +482,7 @@ class ExperimentConfig:
     seed: int = C.DEFAULT_SEED
     normalize_observations: bool = C.DEFAULT_NORMALIZE_OBSERVATIONS
     normalize_reward: bool = C.DEFAULT_NORMALIZE_REWARD
+    policy_sharing: Optional[str] = C.DEFAULT_POLICY_SHARING
     # reward file
     reward_function: str = C.DEFAULT_REWARD_FUNCTION
     reward_params: Dict[str, float] = field(default_factory=lambda: dict(C.DEFAULT_REWARD_PARAMS))
@@ -497,11 +504,19 @@ class ExperimentConfig:
     sumo_seed: int = C.DEFAULT_SUMO_SEED
     env_step_timeout_s: float = C.DEFAULT_ENV_STEP_TIMEOUT_S
     max_env_restarts: int = C.DEFAULT_MAX_ENV_RESTARTS
+    eval_scenarios: Optional[str] = C.DEFAULT_EVAL_SCENARIOS
     # provenance (not compared, not saved as keys): the files read, and which one set each key
     source_files: Dict[str, str] = field(default_factory=dict, compare=False)
     key_sources: Dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     # -- views ------------------------------------------------------------------------------
+
+    @property
+    def sharing(self) -> str:
+        """`policy_sharing` resolved: junction-shared for phase_select unless set, network for cycle_splits."""
+        if self.policy_sharing:
+            return self.policy_sharing
+        return "junction" if self.control_mode == "phase_select" else "network"
 
     @property
     def scenario_names(self) -> List[str]:
@@ -682,14 +697,34 @@ def validate_experiment(config: ExperimentConfig) -> None:
         if cycle > config.end_time:
             raise ConfigError(f"{_source_of(config, 'cycle_lengths')}: key 'cycle_lengths': cycle length {cycle} s "
                               f"is longer than end_time {config.end_time} s; an episode needs at least one cycle")
+    if config.control_mode == "cycle_splits" and config.policy_sharing == "junction":
+        raise ConfigError(f"{_source_of(config, 'policy_sharing')}: key 'policy_sharing': 'junction' needs "
+                          "control_mode: phase_select (cycle_splits has only the network-wide policy)")
     if config.early_stopping_patience > 0 and config.eval_freq <= 0:
         raise ConfigError(f"{_source_of(config, 'early_stopping_patience')}: key 'early_stopping_patience': early "
                           "stopping acts on evaluations; set eval_freq > 0 or early_stopping_patience: 0")
 
     # the engine's parser has the last word on every simulation value
     network_params_string(config)
-    for scenario in config.scenarios:
+    for scenario in [*config.scenarios, *eval_scenario_entries(config)]:
         build_env_params_for_scenario(config, scenario)
+
+
+def eval_scenario_entries(config: ExperimentConfig) -> List[Dict[str, Any]]:
+    """The checked scenarios of `eval_scenarios` (a scenarios file), or [] when none is set.
+
+    A relative path is taken from the working folder, as the five config files are.
+    """
+    if not config.eval_scenarios:
+        return []
+    source = _source_of(config, "eval_scenarios")
+    path = Path(config.eval_scenarios)
+    if not path.is_file():
+        raise ConfigError(f"{source}: key 'eval_scenarios': file {path} does not exist (a scenarios file, "
+                          "relative to the working folder)")
+    data = _read_mapping(path, "scenarios")
+    _check_keys(data, C.SCENARIOS_FILE_KEYS, f"scenarios file {path}", "the scenarios file")
+    return _check_scenarios(data.get("scenarios"), f"scenarios file {path} (eval_scenarios)", config.end_time)
 
 
 # --- env-params strings ------------------------------------------------------------------------
@@ -928,6 +963,7 @@ def save_experiment(config: ExperimentConfig, path: Union[str, Path]) -> Path:
 
 __all__ = [
     "ConfigError",
+    "eval_scenario_entries",
     "ExperimentConfig",
     "build_env_params_for_scenario",
     "load_experiment",
