@@ -172,7 +172,11 @@ class PhaseActuator:
 
     def _install(self, api, tls: str, phases) -> None:
         tl = api.trafficlight
-        logic = tl.Logic("select", 0, 0, [tl.Phase(d, state, d, d) for d, state in phases])
+        # The program's other greens follow the held one, never reached (it lasts HOLD_S), so
+        # SUMO sees every link served somewhere and warns of no "missing green phase".
+        held = {state for _, state in phases}
+        unreached = [(1.0, g) for g in self.plans[tls].green_states if g not in held]
+        logic = tl.Logic("select", 0, 0, [tl.Phase(d, state, d, d) for d, state in [*phases, *unreached]])
         tl.setProgramLogic(tls, logic)
         tl.setPhase(tls, 0)
 

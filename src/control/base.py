@@ -202,6 +202,11 @@ class PhaseSelectController(SignalController):
 
     mode = "phase_select"
 
+    def bind(self, api: Any, actuator: Any, lanes: LaneInfo) -> None:
+        """Called once before the run with the simulation, the `PhaseActuator` and the lanes:
+        for controllers that observe more than queues (the RL policy reads lane loads and the
+        time each green has lasted, as its env did in training)."""
+
     def decide(self, measurement: CycleMeasurement) -> Dict[str, np.ndarray]:
         raise TypeError(f"{self.name} chooses phases (select), it does not split cycles")
 

@@ -118,7 +118,9 @@ def run_simulation(
     except Exception as err:  # SUMO refuses the input: point at its log
         raise SimulationError(f"SUMO did not start ({err}); see {sim.log_file}") from err
     try:
-        _drive(sim, controller, plans, controller.timing, end_time, progress, on_cycle, control.decision_interval)
+        # a trained phase_select policy acts at the interval it was trained with
+        interval = getattr(controller, "decision_interval", None) or control.decision_interval
+        _drive(sim, controller, plans, controller.timing, end_time, progress, on_cycle, interval)
     finally:
         sim.close()
     simulated = time.perf_counter()
@@ -178,6 +180,7 @@ def _drive_phases(sim, controller, plans, timing, end_time: float, interval: flo
     actuator = PhaseActuator(plans, timing)
     lanes = LaneInfo.from_plans(api, plans)
     controller.reset()
+    controller.bind(api, actuator, lanes)
     actuator.start(api, sim.time)
     while sim.time < end_time - 1e-9:
         sim.step(min(sim.time + interval, end_time))

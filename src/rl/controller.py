@@ -1,26 +1,32 @@
 """`RLController`: a trained policy as the `rl` controller of the simulation CLI.
 
-It observes and acts exactly as `TrafficControlEnv` does (same `FeatureExtractor`, same
-softmax over each junction's own phases, same actuator), with the feature lists and cycle
-length read from the model file, so `--model-path` is the only flag it needs. Observations
-are normalised with the statistics saved inside the model zip, frozen (no update). The first
-cycle runs at the equal split, as the env's warm-up cycle does.
+It observes and acts exactly as its training env did, with everything read from the model
+file, so `--model-path` is the only flag it needs:
+- `cycle_splits` models (`TrafficControlEnv`): same `FeatureExtractor`, same softmax over each
+  junction's own phases, same cycle actuator; the first cycle runs at the equal split, as the
+  env's warm-up cycle does;
+- `phase_select` models (`PhaseSelectEnv`): the runner's `PhaseActuator` at the model's
+  decision interval and minimum green, the same `JunctionObserver`; one prediction per
+  junction (junction sharing) or one for the network.
+Observations are normalised with the statistics saved inside the model zip, frozen.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Sequence
 
 import numpy as np
 
-from src.control.actuator import CycleTiming, proportions_to_durations
-from src.control.base import CycleMeasurement, SignalController
+from src.control.actuator import CycleTiming, plan_timing, proportions_to_durations
+from src.control.base import CycleMeasurement, LaneInfo, SignalController
 from src.network.phases import PhasePlan
+from src.rl.junction_observation import JunctionObserver
 from src.rl.normalization import ObservationNormalizer
+from src.rl.phase_env import phase_select_dimensions
 from src.rl.traffic_analysis import FeatureExtractor
-from src.rl.utils import check_compatible, read_model_metadata
+from src.rl.utils import check_compatible, control_of, read_model_metadata
 
 logger = logging.getLogger(__name__)
 
@@ -43,22 +49,36 @@ class RLController(SignalController):
         self.model_file = resolve_model_uri(str(model_path)).local_path
         metadata = read_model_metadata(self.model_file)
         cycle = (metadata.get("cycle_lengths") or [timing.cycle_length])[0]
-        timing = CycleTiming(float(cycle), float(metadata.get("yellow_time", timing.yellow_time)),
+        # the env's timing rule (kept programs bring their own transitions)
+        timing = plan_timing(plans, float(cycle), float(metadata.get("yellow_time", timing.yellow_time)),
                              float(metadata.get("min_green", timing.min_green)))
         super().__init__(plans, timing)
+        control = control_of(metadata)
+        self.mode = "cycle" if control["control_mode"] == "cycle_splits" else "phase_select"
+        self.sharing = control["policy_sharing"]
+        self.decision_interval = float(metadata.get("decision_interval") or 5)
         self.extractor = FeatureExtractor(plans, metadata.get("features"))
         self.track_entered = self.extractor.needs_entered
-        check_compatible(metadata, self.extractor.size, self.extractor.action_size, f"model {self.model_file}")
+        if self.mode == "cycle":
+            observation_size, action_size = self.extractor.size, self.extractor.action_size
+        else:
+            dims = phase_select_dimensions(plans)
+            junction = self.sharing == "junction"
+            observation_size = dims["junction_observation"] if junction else dims["observation"]
+            action_size = dims["max_phases"] if junction else dims["action"]
+        check_compatible(metadata, observation_size, action_size, f"model {self.model_file}")
         self.model = PPO.load(str(self.model_file), device="cpu")
-        if self.model.observation_space.shape != (self.extractor.size,):
+        if self.model.observation_space.shape != (observation_size,):
             raise ValueError(
                 f"model {self.model_file}: observation size {self.model.observation_space.shape} does not "
-                f"match this network's {self.extractor.size}"
+                f"match this network's {observation_size}"
             )
         self.normalize = ObservationNormalizer.from_model_zip(self.model_file)
         self.deterministic = deterministic
-        logger.info("rl controller: %s (cycle %.0f s, obs %d, action %d)", self.model_file, timing.cycle_length,
-                    self.extractor.size, self.extractor.action_size)
+        self.observer: Optional[JunctionObserver] = None
+        logger.info("rl controller: %s (%s, %s policy, obs %d, action %d)", self.model_file,
+                    f"cycle {timing.cycle_length:.0f} s" if self.mode == "cycle" else
+                    f"phase_select every {self.decision_interval:g} s", self.sharing, observation_size, action_size)
 
     def reset(self) -> None:
         self.extractor.reset()
@@ -83,3 +103,19 @@ class RLController(SignalController):
     def decide(self, measurement: CycleMeasurement) -> Dict[str, np.ndarray]:
         return self._durations(self.action_for(np.clip(self.extractor.observe(measurement), 0.0, 1.0)))
 
+    # --- phase_select ---------------------------------------------------------------------
+
+    def bind(self, api: Any, actuator: Any, lanes: LaneInfo) -> None:
+        """The runner's simulation and actuator (phase_select): observed as the env observes them."""
+        self.api, self.actuator = api, actuator
+        self.observer = JunctionObserver(self.plans, LaneInfo.from_plans(api, self.plans))
+
+    def select(self, queues: np.ndarray, lanes: LaneInfo, current: Mapping[str, int],
+               ready: Sequence[str]) -> Dict[str, int]:
+        now = float(self.api.simulation.getTime())
+        vehicles, halting = self.observer.read_lanes(self.api)
+        obs = self.observer.observe(vehicles, halting, self.actuator, now)
+        batch = obs if self.sharing == "junction" else obs.reshape(1, -1)
+        actions = np.asarray(self.action_for(batch)).reshape(-1)
+        chosen = self.observer.phases_from_actions(actions, current)
+        return {tls: chosen[tls] for tls in ready}

@@ -53,47 +53,21 @@ def network_dimensions(network_path: Path, features: Optional[Mapping[str, Seque
     }
 
 
-class TrafficControlEnv(gym.Env):
-    """One scenario (an env-params string for `src.cli`) on a network built once elsewhere."""
+class ScenarioEnv(gym.Env):
+    """The SUMO side of one scenario's env: its routes, one simulation per episode, the
+    episode's trip metrics. Subclasses say what an action is (`TrafficControlEnv`: one cycle's
+    green splits; `PhaseSelectEnv`: the green each junction holds next)."""
 
     metadata = {"render_modes": []}
 
-    def __init__(
-        self,
-        env_params: str,
-        network_path: Path,
-        cycle_lengths: Optional[Sequence[int]] = None,
-        cycle_strategy: str = "fixed",
-        features: Optional[Mapping[str, Sequence[str]]] = None,
-        reward_function: str = "empirical",
-        reward_params: Optional[Mapping[str, float]] = None,
-        network_dimensions: Optional[Mapping[str, int]] = None,
-        work_dir: Optional[Path] = None,
-        scenario_name: str = "scenario",
-        sample_interval: float = DEFAULT_SAMPLE_INTERVAL_S,
-    ) -> None:
+    def __init__(self, env_params: str, network_path: Path, work_dir: Optional[Path] = None,
+                 scenario_name: str = "scenario") -> None:
         super().__init__()
-        self.sample_interval = float(sample_interval)
         self.env_params = env_params
         self.params = parse_simulation_params(env_params)
         self.scenario_name = scenario_name
         self.network = NetworkArtifacts.load(Path(network_path))
         self.plans = read_phase_plans(self.network.net_file)
-        control = self.params.control
-        self.cycle_lengths = [int(c) for c in (cycle_lengths or [control.cycle_length_or_default])]
-        if cycle_strategy not in CYCLE_STRATEGIES:
-            raise ValueError(f"cycle_strategy {cycle_strategy!r}; allowed: {', '.join(CYCLE_STRATEGIES)}")
-        self.cycle_strategy = cycle_strategy
-        self.reward_function = reward_function
-        self.reward_params = resolve_reward_params(reward_function, reward_params)
-        self.extractor = FeatureExtractor(self.plans, features)
-        if network_dimensions is not None:
-            actual = {"observation": self.extractor.size, "action": self.extractor.action_size}
-            for key, value in actual.items():
-                if key in network_dimensions and int(network_dimensions[key]) != value:
-                    raise ValueError(f"env {scenario_name}: {key} size {value} differs from the network's {network_dimensions[key]}")
-        self.observation_space = gym.spaces.Box(0.0, 1.0, shape=(self.extractor.size,), dtype=np.float32)
-        self.action_space = gym.spaces.Box(-ACTION_BOUND, ACTION_BOUND, shape=(self.extractor.action_size,), dtype=np.float32)
         self._owns_work_dir = work_dir is None  # a temporary folder is removed again by close()
         self.work_dir = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix=f"env_{scenario_name}_"))
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -102,29 +76,11 @@ class TrafficControlEnv(gym.Env):
         self._planned = self.traffic_summary.departures
         self.end_time = float(self.params.traffic.end_time)
         self.sim: Optional[SumoSimulation] = None
-        self.last_measurement = None
         self.episode = 0
-        self._durations: Dict[str, np.ndarray] = {}
-        self._np_random_cycle = np.random.default_rng(self.params.sumo_seed)
-        self.timing = self._timing_for(self.cycle_lengths[0])
 
-    def _timing_for(self, cycle_length: int) -> CycleTiming:
-        c = self.params.control
-        return plan_timing(self.plans, cycle_length, c.yellow_time, c.min_green)
-
-    def _pick_cycle_length(self) -> int:
-        if self.cycle_strategy == "random":
-            return int(self._np_random_cycle.choice(self.cycle_lengths))
-        if self.cycle_strategy == "sequential":
-            return self.cycle_lengths[self.episode % len(self.cycle_lengths)]
-        return self.cycle_lengths[0]
-
-    def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
-        super().reset(seed=seed)
+    def _start_sim(self) -> SumoSimulation:
+        """A new SUMO run of this scenario (SUMO seed advances per episode)."""
         self._close_sim()
-        if seed is not None:
-            self._np_random_cycle = np.random.default_rng(seed)
-        self.timing = self._timing_for(self._pick_cycle_length())
         self.sim = SumoSimulation(
             self.network.net_file,
             [self.route_file],
@@ -136,43 +92,11 @@ class TrafficControlEnv(gym.Env):
             extra_args=option_args(self.params.sumo_options),  # a study's run options (--sumocfg)
         ).start()
         self.episode += 1
-        self.actuator = SignalActuator(self.plans, self.timing)
-        self.sampler = LaneSampler(self.sim.api, LaneInfo.from_plans(self.sim.api, self.plans),
-                                   track_entered=self.extractor.needs_entered)
-        self.extractor.reset()
-        self._episode_reward = 0.0
-        self._pending = 0.0
-        obs, _ = self._run_cycle(np.zeros(self.action_space.shape, dtype=np.float32))  # warm-up at the equal split
-        return obs, {"scenario": self.scenario_name, "cycle_length": self.timing.cycle_length}
+        return self.sim
 
     def _pending_vehicles(self) -> float:
         """Vehicles due to depart that SUMO could not insert yet (the network's entry backlog)."""
         return float(len(self.sim.api.simulation.getPendingVehicles()))
-
-    def _run_cycle(self, action) -> tuple:
-        """Apply `action` for one cycle; the cycle's observation and its mean entry backlog."""
-        proportions = self.extractor.action_to_proportions(action)
-        self._durations = self.actuator.durations_from_proportions(proportions)
-        self.actuator.apply(self.sim.api, self._durations)
-        m = run_cycle(self.sim.api, self.sampler, self.timing.cycle_length, self.sample_interval, self._durations, self.end_time)
-        self.last_measurement = m
-        pending_start, self._pending = self._pending, self._pending_vehicles()
-        return np.clip(self.extractor.observe(m), 0.0, 1.0), 0.5 * (pending_start + self._pending)
-
-    def step(self, action):
-        if self.sim is None:
-            raise RuntimeError("call reset() before step()")
-        obs, backlog = self._run_cycle(action)
-        m = self.last_measurement
-        reward = compute_reward(self.reward_function, self.reward_params, m, self.extractor.last_junction_view, backlog)
-        self._episode_reward += reward
-        truncated = m.time >= self.end_time - 1e-9  # the time limit: no terminal state of the traffic
-        info: Dict[str, Any] = {"scenario": self.scenario_name, "sim_time": m.time, "arrived": m.arrived,
-                                "pending": self._pending}
-        if truncated:
-            info["episode_metrics"] = self.finish_episode()
-            info["episode_reward"] = self._episode_reward
-        return obs, float(reward), False, truncated, info
 
     @property
     def last_episode_dir(self) -> Path:
@@ -199,3 +123,94 @@ class TrafficControlEnv(gym.Env):
         if self._owns_work_dir:
             shutil.rmtree(self.work_dir, ignore_errors=True)
         super().close()
+
+
+class TrafficControlEnv(ScenarioEnv):
+    """`cycle_splits` control: one step is one cycle of green shares for every junction."""
+
+    def __init__(
+        self,
+        env_params: str,
+        network_path: Path,
+        cycle_lengths: Optional[Sequence[int]] = None,
+        cycle_strategy: str = "fixed",
+        features: Optional[Mapping[str, Sequence[str]]] = None,
+        reward_function: str = "empirical",
+        reward_params: Optional[Mapping[str, float]] = None,
+        network_dimensions: Optional[Mapping[str, int]] = None,
+        work_dir: Optional[Path] = None,
+        scenario_name: str = "scenario",
+        sample_interval: float = DEFAULT_SAMPLE_INTERVAL_S,
+    ) -> None:
+        super().__init__(env_params, network_path, work_dir, scenario_name)
+        self.sample_interval = float(sample_interval)
+        control = self.params.control
+        self.cycle_lengths = [int(c) for c in (cycle_lengths or [control.cycle_length_or_default])]
+        if cycle_strategy not in CYCLE_STRATEGIES:
+            raise ValueError(f"cycle_strategy {cycle_strategy!r}; allowed: {', '.join(CYCLE_STRATEGIES)}")
+        self.cycle_strategy = cycle_strategy
+        self.reward_function = reward_function
+        self.reward_params = resolve_reward_params(reward_function, reward_params)
+        self.extractor = FeatureExtractor(self.plans, features)
+        if network_dimensions is not None:
+            actual = {"observation": self.extractor.size, "action": self.extractor.action_size}
+            for key, value in actual.items():
+                if key in network_dimensions and int(network_dimensions[key]) != value:
+                    raise ValueError(f"env {scenario_name}: {key} size {value} differs from the network's {network_dimensions[key]}")
+        self.observation_space = gym.spaces.Box(0.0, 1.0, shape=(self.extractor.size,), dtype=np.float32)
+        self.action_space = gym.spaces.Box(-ACTION_BOUND, ACTION_BOUND, shape=(self.extractor.action_size,), dtype=np.float32)
+        self.last_measurement = None
+        self._durations: Dict[str, np.ndarray] = {}
+        self._np_random_cycle = np.random.default_rng(self.params.sumo_seed)
+        self.timing = self._timing_for(self.cycle_lengths[0])
+
+    def _timing_for(self, cycle_length: int) -> CycleTiming:
+        c = self.params.control
+        return plan_timing(self.plans, cycle_length, c.yellow_time, c.min_green)
+
+    def _pick_cycle_length(self) -> int:
+        if self.cycle_strategy == "random":
+            return int(self._np_random_cycle.choice(self.cycle_lengths))
+        if self.cycle_strategy == "sequential":
+            return self.cycle_lengths[self.episode % len(self.cycle_lengths)]
+        return self.cycle_lengths[0]
+
+    def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
+        super().reset(seed=seed)
+        if seed is not None:
+            self._np_random_cycle = np.random.default_rng(seed)
+        self.timing = self._timing_for(self._pick_cycle_length())
+        self._start_sim()
+        self.actuator = SignalActuator(self.plans, self.timing)
+        self.sampler = LaneSampler(self.sim.api, LaneInfo.from_plans(self.sim.api, self.plans),
+                                   track_entered=self.extractor.needs_entered)
+        self.extractor.reset()
+        self._episode_reward = 0.0
+        self._pending = 0.0
+        obs, _ = self._run_cycle(np.zeros(self.action_space.shape, dtype=np.float32))  # warm-up at the equal split
+        return obs, {"scenario": self.scenario_name, "cycle_length": self.timing.cycle_length}
+
+    def _run_cycle(self, action) -> tuple:
+        """Apply `action` for one cycle; the cycle's observation and its mean entry backlog."""
+        proportions = self.extractor.action_to_proportions(action)
+        self._durations = self.actuator.durations_from_proportions(proportions)
+        self.actuator.apply(self.sim.api, self._durations)
+        m = run_cycle(self.sim.api, self.sampler, self.timing.cycle_length, self.sample_interval, self._durations, self.end_time)
+        self.last_measurement = m
+        pending_start, self._pending = self._pending, self._pending_vehicles()
+        return np.clip(self.extractor.observe(m), 0.0, 1.0), 0.5 * (pending_start + self._pending)
+
+    def step(self, action):
+        if self.sim is None:
+            raise RuntimeError("call reset() before step()")
+        obs, backlog = self._run_cycle(action)
+        m = self.last_measurement
+        reward = compute_reward(self.reward_function, self.reward_params, m, self.extractor.last_junction_view, backlog)
+        self._episode_reward += reward
+        truncated = m.time >= self.end_time - 1e-9  # the time limit: no terminal state of the traffic
+        info: Dict[str, Any] = {"scenario": self.scenario_name, "sim_time": m.time, "arrived": m.arrived,
+                                "pending": self._pending}
+        if truncated:
+            info["episode_metrics"] = self.finish_episode()
+            info["episode_reward"] = self._episode_reward
+        return obs, float(reward), False, truncated, info

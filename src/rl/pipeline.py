@@ -24,9 +24,8 @@ from stable_baselines3.common.logger import CSVOutputFormat, HumanOutputFormat
 
 from src.locations import LocationError, check_writable_dir
 from src.params import ParameterError
-from src.rl.environment import network_dimensions
 from src.rl.experiment_config import ConfigError, load_modular_config, network_params_string, save_experiment
-from src.rl.training import TrainingResult, build_shared_network, policy_kwargs_from, train_rl_policy
+from src.rl.training import TrainingResult, build_shared_network, policy_dimensions, policy_kwargs_from, train_rl_policy
 from src.rl.utils import IncompatibleModelError, load_checked_model, read_model_metadata
 from src.rl.vec_env import EnvWorkerError
 from src.tracking.lineage import (BatchPlan, LineageError, chain_alias, new_chain_id, plan_chain_batch,
@@ -58,6 +57,10 @@ OVERRIDE_FLAGS = {
     "batch_size": "batch_size",
     "learning_rate": "learning_rate",
     "seed": "seed",
+    "control_mode": "control_mode",
+    "decision_interval": "decision_interval",
+    "policy_sharing": "policy_sharing",
+    "eval_scenarios": "eval_scenarios",
 }
 
 
@@ -105,6 +108,10 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     _flag(over, "batch-size", type=optional(int))
     _flag(over, "learning-rate", type=optional(float))
     _flag(over, "seed", type=optional(int))
+    _flag(over, "control-mode", type=optional(str), help="cycle_splits or phase_select (README 'Control modes')")
+    _flag(over, "decision-interval", type=optional(int), help="s between phase choices (phase_select)")
+    _flag(over, "policy-sharing", type=optional(str), help="junction (one policy per junction view) or network")
+    _flag(over, "eval-scenarios", type=optional(str), help="scenarios file evaluated every eval_freq steps (held-out)")
     _flag(parser, "resume-from", type=optional(str), default=None,
           help="continue a model: a .zip path, runs:/<run_id>/<path>, models:/<name>/<version|latest> or models:/<name>@<alias>")
     _flag(parser, "model-name", type=optional(str), default=None, help="model folder prefix and registered model name")
@@ -291,12 +298,13 @@ def _prepare(args: argparse.Namespace, mode: str, config, source_files) -> _Plan
 
 def _check_resumed_model(plan: _Plan, network_dir: Path) -> Dict[str, Any]:
     """Load the whole resumed model and check it fits the network and the config's policy."""
-    dims = network_dimensions(network_dir, plan.config.features or None)
+    dims = policy_dimensions(plan.config, network_dir)
     policy = policy_kwargs_from(plan.config.net_arch, plan.config.activation, plan.config.log_std_init)
+    control = {"control_mode": plan.config.control_mode, "policy_sharing": plan.config.sharing}
     try:
         metadata = load_checked_model(plan.resumed.local_path, dims["observation"], dims["action"],
                                       f"--resume-from {plan.resume_uri}", policy,
-                                      bool(plan.config.normalize_observations))
+                                      bool(plan.config.normalize_observations), control)
     except (IncompatibleModelError, FileNotFoundError) as err:
         raise UserError(str(err)) from None
     return metadata

@@ -144,3 +144,31 @@ def compute_reward(name: str, params: Mapping[str, float], m: CycleMeasurement, 
                    backlog: float = 0.0) -> float:
     """Reward `name` of one cycle; `backlog`: mean vehicles waiting to enter the network."""
     return float(REWARD_FUNCTIONS[name].compute(m, j, dict(params), float(backlog)))
+
+
+# --- phase_select: one reward per junction per decision ------------------------------------
+
+#: Rewards defined per junction, for `phase_select` control (each junction's own value is its
+#: entry's reward under parameter sharing; the env's scalar reward is their mean).
+JUNCTION_REWARDS = ("delay", "waiting_time", "queue", "pressure")
+
+
+def junction_rewards(name: str, params: Mapping[str, float], halting_seconds: np.ndarray, queue: np.ndarray,
+                     pressure: np.ndarray, backlog_seconds: float) -> np.ndarray:
+    """Per junction, over one decision interval.
+
+    `halting_seconds`: vehicle-seconds halting on the junction's incoming lanes; `queue`: its
+    halting vehicles at the decision; `pressure`: its movement pressure (see
+    `JunctionObserver.pressure`); `backlog_seconds`: vehicle-seconds spent waiting to enter the
+    network, shared equally by all junctions (`delay` only). Units as in the cycle rewards.
+    """
+    if name not in JUNCTION_REWARDS:
+        raise ValueError(f"reward {name!r} is defined per cycle; phase_select control takes one of: "
+                         f"{', '.join(JUNCTION_REWARDS)}")
+    scale = float(params["scale"])
+    if name in ("delay", "waiting_time"):
+        backlog = float(params.get("backlog_weight", 0.0)) * backlog_seconds / max(len(halting_seconds), 1)
+        return -scale * (np.asarray(halting_seconds, dtype=float) + backlog) / 100.0
+    if name == "queue":
+        return -scale * np.asarray(queue, dtype=float)
+    return -scale * np.abs(np.asarray(pressure, dtype=float))

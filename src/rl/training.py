@@ -9,29 +9,30 @@ them where the previous batch stopped.
 from __future__ import annotations
 
 import logging
-import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 from stable_baselines3 import PPO
-from tqdm import tqdm
-from stable_baselines3.common.callbacks import BaseCallback, CallbackList, EvalCallback
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.monitor import Monitor
-from stable_baselines3.common.utils import ConstantSchedule
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
 from src.cli import parse_simulation_params
 from src.control.actuator import check_cycle_fits, plan_timing
 from src.network import build_network
+from src.network.artifacts import NetworkArtifacts
 from src.network.phases import read_phase_plans
 from src.rl import constants as C
-from src.rl.environment import TrafficControlEnv, network_dimensions
+from src.rl.callbacks import (CheckpointWithMetadataCallback, EpisodeMetricsCallback, HeldOutEvaluation,
+                              ProgressCallback, RolloutStartCallback, ScheduleCallback, StopFlagCallback)
+from src.rl.environment import TrafficControlEnv
+from src.rl.junction_vec_env import JunctionVecEnv
+from src.rl.phase_env import PhaseSelectEnv
 from src.rl.normalization import check_normalization_matches, read_normalization, wrap_normalized
 from src.rl.traffic_analysis import resolved_features
-from src.rl.utils import check_compatible, read_model_metadata, save_model_atomically
+from src.rl.utils import check_compatible, model_dimensions, read_model_metadata, save_model_atomically
 from src.rl.vec_env import EnvWorkerError, ResilientSubprocVecEnv, StepAborted, ignore_stop_signals
 
 logger = logging.getLogger(__name__)
@@ -64,17 +65,20 @@ def make_env_factory(
     scenario_name: str,
     env_kwargs: Optional[Mapping[str, Any]] = None,
     in_worker: bool = False,
+    control_mode: str = "cycle_splits",
 ) -> Callable[[], Monitor]:
     """A picklable constructor: SubprocVecEnv workers build their env (and SUMO) themselves.
 
     `in_worker`: the env gets its own process, which leaves SIGTERM/SIGINT to the trainer.
+    `control_mode` picks the env: `TrafficControlEnv` (cycle_splits) or `PhaseSelectEnv`.
     """
     kwargs = dict(env_kwargs or {})
+    env_class = ENV_CLASSES[control_mode]
 
     def _init() -> Monitor:
         if in_worker:
             ignore_stop_signals()
-        env = TrafficControlEnv(env_params, network_path, work_dir=work_dir, scenario_name=scenario_name, **kwargs)
+        env = env_class(env_params, network_path, work_dir=work_dir, scenario_name=scenario_name, **kwargs)
         return Monitor(env)
 
     return _init
@@ -93,6 +97,7 @@ def create_vectorized_env(
     step_timeout_s: float = C.DEFAULT_ENV_STEP_TIMEOUT_S,
     max_restarts: int = C.DEFAULT_MAX_ENV_RESTARTS,
     stop_flag: Optional[Callable[[], bool]] = None,
+    control_mode: str = "cycle_splits",
     **env_kwargs: Any,
 ) -> VecEnv:
     """One env per params string (a single string is replicated `n_envs` times).
@@ -111,15 +116,49 @@ def create_vectorized_env(
     if len(names) != len(env_params_list):
         raise ValueError(f"{len(names)} scenario names for {len(env_params_list)} env-params strings")
     root = Path(work_root) if work_root else Path("outputs") / "envs"
-    kwargs = dict(env_kwargs, cycle_lengths=cycle_lengths, cycle_strategy=cycle_strategy, network_dimensions=network_dimensions)
+    kwargs = dict(env_kwargs, network_dimensions=network_dimensions)
+    if control_mode == "cycle_splits":
+        kwargs.update(cycle_lengths=cycle_lengths, cycle_strategy=cycle_strategy)
     in_worker = not (len(env_params_list) == 1 or in_process)
     factories = [
-        make_env_factory(p, Path(network_path), root / f"{k:02d}_{name}", name, kwargs, in_worker)
+        make_env_factory(p, Path(network_path), root / f"{k:02d}_{name}", name, kwargs, in_worker, control_mode)
         for k, (p, name) in enumerate(zip(env_params_list, names))
     ]
     if not in_worker:
         return DummyVecEnv(factories)
     return ResilientSubprocVecEnv(factories, step_timeout_s, max_restarts, stop_flag, names=names)
+
+
+#: The env class of each control mode (`control_mode` of the network file).
+ENV_CLASSES = {"cycle_splits": TrafficControlEnv, "phase_select": PhaseSelectEnv}
+
+
+def phase_counts(network_dir: Path) -> Dict[str, int]:
+    """Green phases of every signal: the phase structure a model is tied to."""
+    return {tls: plan.num_phases for tls, plan in sorted(read_phase_plans(NetworkArtifacts.load(network_dir).net_file).items())}
+
+
+def policy_dimensions(config: Any, network_dir: Path) -> Dict[str, int]:
+    """Sizes of the policy `config` trains on this network (see `model_dimensions`)."""
+    return model_dimensions({"control_mode": config.control_mode, "policy_sharing": config.sharing,
+                             "features": config.features or None}, network_dir)
+
+
+def scenario_envs(config: Any, env_params_list: Sequence[str], names: Sequence[str], network_dir: Path,
+                  dims: Mapping[str, int], work_root: Path, **options: Any) -> VecEnv:
+    """The VecEnv PPO sees for these scenarios: one env each, junction entries under sharing."""
+    if config.control_mode == "phase_select":
+        env_kwargs = dict(decision_interval=float(config.decision_interval), reward_function=config.reward_function,
+                          reward_params=config.reward_params, flatten=config.sharing == "network")
+    else:
+        env_kwargs = dict(features=config.features or None, reward_function=config.reward_function,
+                          reward_params=config.reward_params, cycle_lengths=config.cycle_lengths,
+                          cycle_strategy=config.cycle_strategy)
+    venv = create_vectorized_env(list(env_params_list), network_dir, network_dimensions=dims, work_root=work_root,
+                                 scenario_names=list(names), control_mode=config.control_mode,
+                                 step_timeout_s=float(config.env_step_timeout_s),
+                                 max_restarts=int(config.max_env_restarts), **options, **env_kwargs)
+    return JunctionVecEnv(venv) if config.control_mode == "phase_select" and config.sharing == "junction" else venv
 
 
 # --- schedules ----------------------------------------------------------------------------
@@ -143,188 +182,6 @@ def entropy_at(step: int, initial: float, final: float, decay_steps: int) -> flo
     return initial + (final - initial) * fraction
 
 
-class ScheduleCallback(BaseCallback):
-    """Sets learning rate and entropy coefficient from the global step before every update."""
-
-    def __init__(self, lr_fn: Callable[[int], float], ent_fn: Optional[Callable[[int], float]]) -> None:
-        super().__init__()
-        self.lr_fn = lr_fn
-        self.ent_fn = ent_fn
-        self.history: List[tuple] = []
-
-    def _apply(self) -> None:
-        step = self.model.num_timesteps
-        lr = float(self.lr_fn(step))
-        self.model.learning_rate = lr
-        self.model.lr_schedule = ConstantSchedule(lr)
-        if self.ent_fn is not None:
-            self.model.ent_coef = float(self.ent_fn(step))
-        self.logger.record("train/ent_coef", float(self.model.ent_coef))
-        self.history.append((step, lr, float(self.model.ent_coef)))
-
-    def _on_training_start(self) -> None:
-        self._apply()
-
-    def _on_rollout_end(self) -> None:
-        self._apply()
-
-    def _on_step(self) -> bool:
-        return True
-
-
-# --- episode metrics, progress, checkpoints, early stopping -------------------------------
-
-
-class EpisodeMetricsCallback(BaseCallback):
-    """Collects each finished episode's trip metrics per scenario and logs them once.
-
-    `sink(step, metrics)` (MLflow) gets `scenario/<name>/<metric>` at the step the episode
-    ended. They bypass SB3's logger on purpose: it keeps only the last value per key between
-    two dumps (episodes of one scenario would be lost) and its console table cuts keys at 36
-    characters. Env restarts are counted as `faults/env_restarts`.
-    """
-
-    LOGGED = ("mean_travel_time", "mean_travel_time_all", "mean_waiting_time", "mean_time_loss",
-              "vehicles_arrived", "completion_rate", "throughput_per_hour", "teleports")
-
-    def __init__(self, sink: Optional[Callable[[int, Dict[str, float]], None]] = None) -> None:
-        super().__init__()
-        self.sink = sink
-        self.episodes: List[Dict[str, Any]] = []
-        self.restarts = 0
-
-    def _on_step(self) -> bool:
-        for info in self.locals.get("infos", []):
-            if info.get("env_restarted"):
-                self.restarts += 1
-                if self.sink is not None:
-                    self.sink(self.num_timesteps, {"faults/env_restarts": float(self.restarts)})
-            metrics = info.get("episode_metrics")
-            if not metrics:
-                continue
-            scenario = info.get("scenario", "scenario")
-            record = {f"scenario/{scenario}/{k}": float(metrics[k]) for k in self.LOGGED if k in metrics}
-            if "episode_reward" in info:
-                record[f"scenario/{scenario}/episode_reward"] = float(info["episode_reward"])
-            self.episodes.append({"step": self.num_timesteps, "scenario": scenario, **metrics})
-            if self.sink is not None:
-                self.sink(self.num_timesteps, {k: v for k, v in record.items() if math.isfinite(v)})
-            logger.info("episode done: %s  mean_travel_time %.1f s  completion %.2f  (step %d)", scenario,
-                        metrics.get("mean_travel_time", float("nan")), metrics.get("completion_rate", float("nan")),
-                        self.num_timesteps)
-        return True
-
-
-class ProgressCallback(BaseCallback):
-    """Progress with speed and ETA: a tqdm bar in an interactive terminal, plain lines every
-    `every_s` seconds in logs and under SLURM (where a bar would fill the output file)."""
-
-    def __init__(self, total_timesteps: int, every_s: float = 10.0, bar: Optional[bool] = None) -> None:
-        super().__init__()
-        self.total = int(total_timesteps)
-        self.every_s = every_s
-        self.use_bar = sys.stderr.isatty() if bar is None else bar
-        self.bar = None
-
-    def _on_training_start(self) -> None:
-        self.start_wall = time.perf_counter()
-        self.start_step = self.model.num_timesteps
-        self.last = self.start_wall
-        if self.use_bar:
-            self.bar = tqdm(total=self.total, unit="step", desc="training", dynamic_ncols=True)
-
-    def _on_step(self) -> bool:
-        done = self.model.num_timesteps - self.start_step
-        if self.bar is not None:
-            self.bar.update(done - self.bar.n)
-            return True
-        now = time.perf_counter()
-        if now - self.last >= self.every_s:
-            self.last = now
-            rate = done / max(now - self.start_wall, 1e-9)
-            eta = (self.total - done) / rate if rate > 0 else float("inf")
-            logger.info("  step %d/%d (%.0f%%)  %.2f steps/s  eta %.0f s", done, self.total,
-                        100.0 * done / max(self.total, 1), rate, eta)
-        return True
-
-    def _on_training_end(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-
-class CheckpointWithMetadataCallback(BaseCallback):
-    """Saves `checkpoints/model_<step>_steps.zip` (with run metadata) every `save_freq` env steps."""
-
-    def __init__(self, save_freq: int, save_dir: Path, metadata_fn: Callable[[], Dict[str, Any]],
-                 on_save: Optional[Callable[[Path], None]] = None) -> None:
-        super().__init__()
-        self.save_freq = max(int(save_freq), 1)
-        self.save_dir = Path(save_dir)
-        self.metadata_fn = metadata_fn
-        self.on_save = on_save
-        self.saved: List[Path] = []
-        self._next = None
-
-    def _on_training_start(self) -> None:
-        self._next = (self.model.num_timesteps // self.save_freq + 1) * self.save_freq
-
-    def _on_step(self) -> bool:
-        if self.model.num_timesteps >= self._next:
-            self._next += self.save_freq
-            self.save_now()
-        return True
-
-    def save_now(self) -> Path:
-        path = self.save_dir / f"model_{self.model.num_timesteps}_steps.zip"
-        save_model_atomically(self.model, path, self.metadata_fn())
-        self.saved.append(path)
-        if self.on_save is not None:
-            self.on_save(path)
-        return path
-
-
-class SaveBestCallback(BaseCallback):
-    """Saves the new best model of an evaluation the atomic way, with metadata and normalisation
-    statistics (SB3's own `best_model_save_path` would save neither)."""
-
-    def __init__(self, path: Path, metadata_fn: Callable[[], Dict[str, Any]]) -> None:
-        super().__init__()
-        self.path = Path(path)
-        self.metadata_fn = metadata_fn
-
-    def _on_step(self) -> bool:
-        save_model_atomically(self.model, self.path, self.metadata_fn())
-        return True
-
-
-class StopOnNoImprovement(BaseCallback):
-    """After each evaluation: stop when the mean reward has not improved by more than
-    `min_delta` for `patience` evaluations in a row."""
-
-    def __init__(self, patience: int, min_delta: float) -> None:
-        super().__init__()
-        self.patience = int(patience)
-        self.min_delta = float(min_delta)
-        self.best = -math.inf
-        self.bad_evals = 0
-        self.stopped = False
-
-    def _on_step(self) -> bool:
-        reward = float(self.parent.last_mean_reward)
-        if reward > self.best + self.min_delta:
-            self.best = reward
-            self.bad_evals = 0
-        else:
-            self.bad_evals += 1
-        if self.bad_evals >= self.patience:
-            logger.info("early stopping: no improvement over %.3f by more than %g for %d evaluations",
-                        self.best, self.min_delta, self.patience)
-            self.stopped = True
-            return False
-        return True
-
-
 # --- training -----------------------------------------------------------------------------
 
 
@@ -340,6 +197,8 @@ class TrainingResult:
     schedule_history: List[tuple] = field(default_factory=list)
     metadata: Dict[str, Any] = field(default_factory=dict)
     wall_time_s: float = 0.0
+    #: One record per evaluation (step, `eval/...` metrics), when `eval_freq` > 0.
+    evaluations: List[Dict[str, Any]] = field(default_factory=list)
 
 
 def policy_kwargs_from(net_arch: Any, activation: str, log_std_init: float) -> Dict[str, Any]:
@@ -378,7 +237,7 @@ def train_rl_policy(
     `network_dir` reuses a network already built from `config` (else it is built in
     `model_dir/network`).
     """
-    from src.rl.experiment_config import build_env_params_for_scenario, network_params_string
+    from src.rl.experiment_config import build_env_params_for_scenario, eval_scenario_entries, network_params_string
 
     started = time.perf_counter()
     model_dir = Path(model_dir)
@@ -397,18 +256,13 @@ def train_rl_policy(
     if network_dir is None:
         network_dir = build_shared_network(network_params_string(config), model_dir / "network", config.cycle_lengths)
     features = config.features or None
-    dims = network_dimensions(network_dir, features)
-    logger.info("network: %d signals, up to %d phases, %d edges -> observation size %d, action size %d",
-                dims["signals"], dims["max_phases"], dims["edges"], dims["observation"], dims["action"])
+    dims = policy_dimensions(config, network_dir)
+    logger.info("network: %d signals, up to %d phases; %s control, %s policy: observation size %d, action size %d",
+                dims["signals"], dims["max_phases"], config.control_mode, config.sharing, dims["observation"],
+                dims["action"])
     logger.info("scenarios (%d envs): %s", len(env_params_list), ", ".join(scenario_names))
-
-    env_kwargs = dict(features=features, reward_function=config.reward_function, reward_params=config.reward_params)
-    common = dict(cycle_lengths=config.cycle_lengths, cycle_strategy=config.cycle_strategy, network_dimensions=dims)
-    vec_env = create_vectorized_env(env_params_list, network_dir, work_root=model_dir / "envs",
-                                    scenario_names=scenario_names, in_process=in_process,
-                                    step_timeout_s=float(config.env_step_timeout_s),
-                                    max_restarts=int(config.max_env_restarts), stop_flag=stop_flag,
-                                    **common, **env_kwargs)
+    vec_env = scenario_envs(config, env_params_list, scenario_names, network_dir, dims, model_dir / "envs",
+                            in_process=in_process, stop_flag=stop_flag)
     eval_env = None
     callbacks: List[BaseCallback] = []
     try:
@@ -433,13 +287,18 @@ def train_rl_policy(
             "max_phases": dims["max_phases"],
             "reward_function": config.reward_function,
             "scenarios": scenario_names,
+            "control_mode": config.control_mode,
+            "policy_sharing": config.sharing,
+            "decision_interval": int(config.decision_interval),
+            "phase_counts": phase_counts(network_dir),
             **dict(extra_metadata or {}),
         }
         start_steps = 0
         saved_stats = None
         if resume_from is not None:
             previous = read_model_metadata(Path(resume_from))
-            check_compatible(previous, dims["observation"], dims["action"], f"--resume-from {resume_from}")
+            check_compatible(previous, dims["observation"], dims["action"], f"--resume-from {resume_from}",
+                             {"control_mode": config.control_mode, "policy_sharing": config.sharing})
             saved_stats = read_normalization(Path(resume_from))
             check_normalization_matches(saved_stats, bool(config.normalize_observations), f"--resume-from {resume_from}")
         # Normalisation wraps the workers' envs; its statistics are saved inside every model zip
@@ -492,28 +351,22 @@ def train_rl_policy(
         checkpoint_cb = CheckpointWithMetadataCallback(config.checkpoint_freq, model_dir / "checkpoints", metadata_fn, on_checkpoint)
         rollout_cb = RolloutStartCallback()
         callbacks = [rollout_cb, schedule_cb, metrics_cb, ProgressCallback(total), checkpoint_cb]
-        stopper = None
+        evaluation = None
         if evaluate and config.eval_freq and config.eval_freq > 0:
-            eval_env = create_vectorized_env(env_params_list[:1], network_dir, work_root=model_dir / "eval_env",
-                                             scenario_names=[f"eval_{scenario_names[0]}"], **common, **env_kwargs)
-            # Frozen copy of the training statistics (EvalCallback syncs them before each
-            # evaluation), raw rewards: evaluations compare on the reward itself.
+            held_out = eval_scenario_entries(config)
+            eval_params = [build_env_params_for_scenario(config, s) for s in held_out] or env_params_list
+            eval_names = [s["name"] for s in held_out] or scenario_names
+            eval_env = scenario_envs(config, eval_params, eval_names, network_dir, dims, model_dir / "eval_envs",
+                                     in_process=in_process)
+            # Frozen copy of the training statistics (synced before each evaluation), raw rewards.
             eval_env = wrap_normalized(eval_env, bool(config.normalize_observations), bool(config.normalize_reward),
                                        float(config.gamma), float(C.DEFAULT_NORMALIZATION_CLIP), training=False)
-            stopper = StopOnNoImprovement(config.early_stopping_patience, config.early_stopping_min_delta) \
-                if config.early_stopping_patience and config.early_stopping_patience > 0 else None
-            callbacks.append(EvalCallback(
-                eval_env,
-                eval_freq=max(int(config.eval_freq) // n, 1),
-                n_eval_episodes=int(config.n_eval_episodes),
-                callback_after_eval=stopper,
-                callback_on_new_best=SaveBestCallback(model_dir / "best" / "best_model.zip", metadata_fn),
-                log_path=str(model_dir / "eval"),
-                deterministic=True,
-                verbose=0,
-            ))
+            evaluation = HeldOutEvaluation(eval_env, int(config.eval_freq), int(config.n_eval_episodes),
+                                           model_dir / "best" / "best_model.zip", metadata_fn, metrics_sink,
+                                           int(config.early_stopping_patience), float(config.early_stopping_min_delta))
+            callbacks.append(evaluation)
         if stop_flag is not None:
-            callbacks.append(_StopFlagCallback(stop_flag))
+            callbacks.append(StopFlagCallback(stop_flag))
         callbacks.extend(extra_callbacks)
         stopped = lambda: stop_flag is not None and stop_flag()  # noqa: E731
         try:
@@ -537,12 +390,13 @@ def train_rl_policy(
             model_dir=model_dir,
             num_timesteps=int(model.num_timesteps),
             start_timesteps=start_steps,
-            stopped_early=bool(stopper and stopper.stopped),
+            stopped_early=bool(evaluation and evaluation.stopped),
             episodes=metrics_cb.episodes,
             checkpoints=checkpoint_cb.saved,
             schedule_history=schedule_cb.history,
             metadata=metadata_fn(),
             wall_time_s=time.perf_counter() - started,
+            evaluations=evaluation.history if evaluation else [],
         )
     finally:
         vec_env.close()
@@ -567,40 +421,3 @@ def resumable_settings(config: Any, batch_size: int) -> Dict[str, Any]:
         "clip_range": float(config.clip_range), "ent_coef": float(config.ent_coef),
         "vf_coef": float(config.vf_coef), "max_grad_norm": float(config.max_grad_norm),
     }
-
-
-class RolloutStartCallback(BaseCallback):
-    """Remembers the step counter at the last update so a stop mid-rollout can return to it.
-
-    SB3 counts steps as they are collected; a stop before the rollout is trained on would
-    otherwise save a model that claims experience it never learned from.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.trained_steps: Optional[int] = None
-
-    def _on_training_start(self) -> None:
-        self.trained_steps = int(self.model.num_timesteps)
-
-    def _on_rollout_start(self) -> None:
-        self.trained_steps = int(self.model.num_timesteps)
-
-    def _on_step(self) -> bool:
-        return True
-
-    def roll_back(self) -> None:
-        if self.trained_steps is not None and self.model.num_timesteps != self.trained_steps:
-            logger.info("stopped mid-rollout: step counter %d -> %d (the last update)", self.model.num_timesteps,
-                        self.trained_steps)
-            self.model.num_timesteps = self.trained_steps
-
-
-class _StopFlagCallback(BaseCallback):
-    def __init__(self, flag: Callable[[], bool]) -> None:
-        super().__init__()
-        self.flag = flag
-
-    def _on_step(self) -> bool:
-        return not self.flag()
-

@@ -55,8 +55,43 @@ def read_model_metadata(model_zip: Path) -> Dict[str, Any]:
         raise IncompatibleModelError(f"{model_zip} is not a saved model (not a zip file)") from None
 
 
-def check_compatible(metadata: Mapping[str, Any], observation_size: int, action_size: int, where: str) -> None:
-    """Refuse a model whose spaces do not match the network it should control."""
+def control_of(metadata: Mapping[str, Any]) -> Dict[str, str]:
+    """How a model acts: control mode and policy sharing (models from before both: cycle_splits, network)."""
+    mode = str(metadata.get("control_mode") or "cycle_splits")
+    return {"control_mode": mode, "policy_sharing": str(metadata.get("policy_sharing") or "network")}
+
+
+def model_dimensions(metadata: Mapping[str, Any], network_dir: Path) -> Dict[str, int]:
+    """The policy sizes this network gives for a model's control mode, sharing and features.
+
+    Under junction sharing they depend only on the most phases a junction has, so a model runs
+    on any network with that phase count.
+    """
+    from src.network.artifacts import NetworkArtifacts
+    from src.network.phases import read_phase_plans
+    from src.rl.environment import network_dimensions
+    from src.rl.phase_env import phase_select_dimensions
+
+    control = control_of(metadata)
+    if control["control_mode"] == "cycle_splits":
+        return network_dimensions(Path(network_dir), metadata.get("features"))
+    dims = phase_select_dimensions(read_phase_plans(NetworkArtifacts.load(Path(network_dir)).net_file))
+    if control["policy_sharing"] == "junction":
+        return {**dims, "observation": dims["junction_observation"], "action": dims["max_phases"]}
+    return dims
+
+
+def check_compatible(metadata: Mapping[str, Any], observation_size: int, action_size: int, where: str,
+                     control: Optional[Mapping[str, str]] = None) -> None:
+    """Refuse a model whose spaces (or, when `control` is given, control mode and policy
+    sharing) do not match the network and config it should run with."""
+    if control is not None:
+        have = control_of(metadata)
+        for key in ("control_mode", "policy_sharing"):
+            if have[key] != control[key]:
+                raise IncompatibleModelError(
+                    f"{where}: the model was trained with {key} {have[key]}, the config asks for {control[key]}; "
+                    "set it back or train a new model")
     expected_obs = metadata.get("observation_size")
     expected_act = metadata.get("action_size")
     if expected_obs is not None and (int(expected_obs) != observation_size or int(expected_act) != action_size):
@@ -94,9 +129,17 @@ def save_model_atomically(model: Any, path: Path, metadata: Mapping[str, Any]) -
     return path
 
 
+def policy_space_size(space: Any) -> int:
+    """Size of an observation/action space as the metadata records it (a Discrete: its choices)."""
+    if hasattr(space, "n") and not getattr(space, "shape", None):
+        return int(space.n)
+    return int(space.shape[0]) if getattr(space, "shape", None) else 0
+
+
 def load_checked_model(path: Path, observation_size: int, action_size: int, where: str,
                        policy_kwargs: Optional[Mapping[str, Any]] = None,
-                       normalize_observations: Optional[bool] = None) -> Dict[str, Any]:
+                       normalize_observations: Optional[bool] = None,
+                       control: Optional[Mapping[str, str]] = None) -> Dict[str, Any]:
     """Load the whole model at `path` and check it fits; IncompatibleModelError (one line) if not.
 
     Done before a run starts, so a zip with only metadata, a corrupt `policy.pth` or an SB3
@@ -108,18 +151,17 @@ def load_checked_model(path: Path, observation_size: int, action_size: int, wher
     from stable_baselines3 import PPO
 
     metadata = read_model_metadata(Path(path))
-    check_compatible(metadata, observation_size, action_size, where)
+    check_compatible(metadata, observation_size, action_size, where, control)
     try:
         model = PPO.load(str(path), device="cpu")
     except Exception as err:  # SB3 raises many kinds for a broken zip; all mean "not a usable model"
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise IncompatibleModelError(f"{where}: {path} is not a usable PPO model ({type(err).__name__}: {first[:200]})") from None
-    obs_shape = tuple(getattr(model.observation_space, "shape", ()) or ())
-    act_shape = tuple(getattr(model.action_space, "shape", ()) or ())
-    if obs_shape != (observation_size,) or act_shape != (action_size,):
+    obs_size, act_size = policy_space_size(model.observation_space), policy_space_size(model.action_space)
+    if len(getattr(model.observation_space, "shape", ()) or ()) != 1 or (obs_size, act_size) != (observation_size, action_size):
         raise IncompatibleModelError(
-            f"{where}: the model's observation/action shapes are {obs_shape}/{act_shape}, but this network gives "
-            f"({observation_size},)/({action_size},); train a new model or use the network it was trained on")
+            f"{where}: the model's observation/action sizes are {obs_size}/{act_size}, but this network gives "
+            f"{observation_size}/{action_size}; train a new model or use the network it was trained on")
     if policy_kwargs:
         for key in ("net_arch", "activation_fn"):
             have, want = model.policy_kwargs.get(key), policy_kwargs.get(key)

@@ -1,0 +1,120 @@
+"""What one junction sees in `phase_select` control: the input of the shared policy.
+
+Every junction gets a vector of the same size (it depends only on the most phases any
+junction of the network has, `max_phases`), so one policy network can be applied to each
+junction (parameter sharing, as MPLight and RESCO's shared agents do) and a model trained on
+one network runs on another with the same phase count. Per phase slot it holds the queue and
+the load of the lanes that phase serves and the load of the lanes it feeds; then the current
+green (one-hot), which phase slots exist, the time the green has lasted and whether it may be
+left now. Values lie in [0, 1].
+
+The same class serves the env (training) and `RLController` (evaluation), from lane counts
+read once per decision.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Mapping, Sequence, Tuple
+
+import numpy as np
+
+from src.control.actuator import PhaseActuator
+from src.control.base import LaneInfo, phase_lane_indices
+from src.network.phases import PhasePlan
+
+#: Metres of lane one stopped vehicle occupies (length + gap): turns counts into densities.
+JAM_SPACING_M = 7.5
+#: Seconds of green at which the "time in green" feature saturates at 1.
+GREEN_TIME_SCALE_S = 60.0
+#: Features per phase slot (incoming queue, incoming load, outgoing load), then per-junction.
+PER_PHASE = 3
+
+
+def junction_observation_size(max_phases: int) -> int:
+    """Length of one junction's observation for a network whose junctions have up to `max_phases`."""
+    return PER_PHASE * max_phases + 2 * max_phases + 2
+
+
+class JunctionObserver:
+    """Local observations and lane groups of every signalised junction, in sorted id order."""
+
+    def __init__(self, plans: Mapping[str, PhasePlan], lanes: LaneInfo) -> None:
+        self.plans = dict(sorted(plans.items()))
+        self.tls_ids: List[str] = list(self.plans)
+        self.lanes = lanes
+        self.max_phases = max((p.num_phases for p in self.plans.values()), default=1)
+        self.num_phases = np.array([p.num_phases for p in self.plans.values()], dtype=int)
+        self.capacity = np.maximum(lanes.lengths / JAM_SPACING_M, 1.0)
+        self.movements: List[List[Sequence[Tuple[int, int]]]] = []
+        self.incoming: List[np.ndarray] = []
+        self._phase_in: List[List[np.ndarray]] = []
+        self._phase_out: List[List[np.ndarray]] = []
+        for plan in self.plans.values():
+            phases = phase_lane_indices(plan, lanes)
+            self.movements.append(phases)
+            self.incoming.append(np.array(sorted({i for links in phases for i, _ in links}), dtype=int))
+            self._phase_in.append([np.array(sorted({i for i, _ in links}), dtype=int) for links in phases])
+            self._phase_out.append([np.array(sorted({o for _, o in links}), dtype=int) for links in phases])
+        #: Every incoming lane of every junction, and the junction each belongs to (for rewards).
+        self.incoming_lanes = np.concatenate(self.incoming) if self.incoming else np.zeros(0, dtype=int)
+        self.incoming_owner = np.concatenate([np.full(len(a), k) for k, a in enumerate(self.incoming)]) \
+            if self.incoming else np.zeros(0, dtype=int)
+
+    @property
+    def size(self) -> int:
+        return junction_observation_size(self.max_phases)
+
+    @property
+    def phase_counts(self) -> Dict[str, int]:
+        return {tls: int(n) for tls, n in zip(self.tls_ids, self.num_phases)}
+
+    def read_lanes(self, api) -> Tuple[np.ndarray, np.ndarray]:
+        """Vehicle and halting counts of every observed lane right now."""
+        lane = api.lane
+        ids = self.lanes.lane_ids
+        vehicles = np.fromiter((lane.getLastStepVehicleNumber(l) for l in ids), dtype=float, count=len(ids))
+        halting = np.fromiter((lane.getLastStepHaltingNumber(l) for l in ids), dtype=float, count=len(ids))
+        return vehicles, halting
+
+    def read_incoming_halting(self, api) -> np.ndarray:
+        """Halting vehicles on each junction's incoming lanes right now, per junction."""
+        lane = api.lane
+        ids = self.lanes.lane_ids
+        halting = np.fromiter((lane.getLastStepHaltingNumber(ids[i]) for i in self.incoming_lanes), dtype=float,
+                              count=len(self.incoming_lanes))
+        return np.bincount(self.incoming_owner, weights=halting, minlength=len(self.tls_ids))
+
+    def _load(self, counts: np.ndarray, lanes: np.ndarray) -> float:
+        return float(min(counts[lanes].sum() / self.capacity[lanes].sum(), 1.0)) if len(lanes) else 0.0
+
+    def observe(self, vehicles: np.ndarray, halting: np.ndarray, actuator: PhaseActuator, now: float) -> np.ndarray:
+        """(junctions, size) observations from lane counts and the actuator's state."""
+        p = self.max_phases
+        obs = np.zeros((len(self.tls_ids), self.size), dtype=np.float32)
+        for k, tls in enumerate(self.tls_ids):
+            row = obs[k]
+            for phase in range(self.num_phases[k]):
+                lanes_in, lanes_out = self._phase_in[k][phase], self._phase_out[k][phase]
+                row[PER_PHASE * phase] = self._load(halting, lanes_in)
+                row[PER_PHASE * phase + 1] = self._load(vehicles, lanes_in)
+                row[PER_PHASE * phase + 2] = self._load(vehicles, lanes_out)
+            base = PER_PHASE * p
+            row[base + actuator.current[tls]] = 1.0
+            row[base + p: base + p + self.num_phases[k]] = 1.0
+            in_green = now - actuator.green_since[tls]
+            row[base + 2 * p] = min(max(in_green, 0.0) / GREEN_TIME_SCALE_S, 1.0)
+            row[base + 2 * p + 1] = 1.0 if in_green >= actuator.timing.min_green - 1e-9 else 0.0
+        return obs
+
+    def pressure(self, halting: np.ndarray) -> np.ndarray:
+        """Per junction: sum over its movements of incoming minus outgoing queue (PressLight)."""
+        return np.array([sum(halting[i] - halting[o] for i, o in sorted({m for links in phases for m in links}))
+                         for phases in self.movements], dtype=float)
+
+    def phases_from_actions(self, actions: np.ndarray, current: Mapping[str, int]) -> Dict[str, int]:
+        """The green each junction asks for; a slot beyond its own phases means 'keep the current'."""
+        chosen = {}
+        for k, tls in enumerate(self.tls_ids):
+            a = int(actions[k])
+            chosen[tls] = a if 0 <= a < self.num_phases[k] else current[tls]
+        return chosen

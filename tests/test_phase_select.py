@@ -1,0 +1,161 @@
+"""`phase_select` control on real SUMO and real PPO: timing rules, the junction-shared policy,
+the model round trip through `RLController` and the registry."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+import numpy as np
+import pytest
+from stable_baselines3 import PPO
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from conftest import tiny_scenario
+from src.cli import parse_simulation_params
+from src.orchestration.simulation import run_simulation
+from src.rl.junction_observation import PER_PHASE, junction_observation_size
+from src.rl.junction_vec_env import JunctionVecEnv
+from src.rl.normalization import ObservationNormalizer
+from src.rl.phase_env import PhaseSelectEnv
+from src.rl.reward import junction_rewards, resolve_reward_params
+from src.rl.training import train_rl_policy
+from src.rl.utils import IncompatibleModelError, read_model_metadata
+from test_learning_signal import small_config
+
+
+def phase_env(tiny_network, tmp_path, name="env", **kwargs) -> PhaseSelectEnv:
+    return PhaseSelectEnv(tiny_scenario(num_vehicles=400, end_time=300), tiny_network, work_dir=tmp_path / name,
+                          **kwargs)
+
+
+def test_each_decision_keeps_min_green_and_inserts_yellow(tiny_network, tmp_path):
+    env = phase_env(tiny_network, tmp_path, decision_interval=5)
+    obs, _ = env.reset(seed=0)
+    api = env.sim.api
+    assert obs.shape == (env.num_signals, junction_observation_size(env.max_phases))
+    assert api.simulation.getTime() == 5  # the warm-up interval
+    tls = env.observer.tls_ids[0]
+    plan = env.plans[tls]
+    # ready after 5 s of its first green: switching to phase 1 runs the yellow first
+    switch = np.zeros(env.num_signals, dtype=int)
+    switch[0] = 1
+    obs, _, _, _, info = env.step(switch)
+    assert api.simulation.getTime() == 10 and env.actuator.current[tls] == 1
+    assert env.actuator.green_since[tls] == pytest.approx(8.0)  # switched at 5 s, 3 s yellow
+    assert api.trafficlight.getRedYellowGreenState(tls) == plan.green_states[1]
+    row = obs[0]
+    base = PER_PHASE * env.max_phases
+    assert row[base + 1] == 1.0 and row[base] == 0.0  # current green one-hot
+    assert row[base + 2 * env.max_phases] == pytest.approx(2.0 / 60.0)  # 2 s in green
+    assert row[base + 2 * env.max_phases + 1] == 0.0  # not ready: 2 s < min green
+    # asking for phase 0 now is ignored: min green not served yet
+    env.step(np.zeros(env.num_signals, dtype=int))
+    assert env.actuator.current[tls] == 1 and api.trafficlight.getRedYellowGreenState(tls) == plan.green_states[1]
+    assert info["junction_rewards"].shape == (env.num_signals,)
+    env.close()
+
+
+def test_time_limit_is_truncated_and_rewards_are_per_junction(tiny_network, tmp_path):
+    env = phase_env(tiny_network, tmp_path, decision_interval=10, reward_function="delay")
+    env.reset(seed=0)
+    steps, rng = 0, np.random.default_rng(0)
+    while True:
+        _, reward, terminated, truncated, info = env.step(rng.integers(0, env.max_phases, env.num_signals))
+        steps += 1
+        assert not terminated
+        assert reward == pytest.approx(float(np.mean(info["junction_rewards"])), rel=1e-5)
+        if truncated:
+            break
+    assert steps == 29  # 300 s in 10 s decisions, the first one the warm-up
+    assert "episode_metrics" in info and info["episode_metrics"]["vehicles_arrived"] > 0
+    env.close()
+
+
+def test_junction_rewards_follow_their_definitions():
+    params = resolve_reward_params("delay")
+    halting = np.array([100.0, 0.0])
+    rewards = junction_rewards("delay", params, halting, np.zeros(2), np.zeros(2), backlog_seconds=40.0)
+    # vehicle-seconds halting plus the entry backlog shared by the two junctions, /100
+    assert rewards == pytest.approx([-(100 + 20) / 100, -20 / 100])
+    pressure = junction_rewards("pressure", resolve_reward_params("pressure"), halting, np.zeros(2),
+                                np.array([-3.0, 2.0]), 0.0)
+    assert pressure == pytest.approx([-0.3, -0.2])
+    with pytest.raises(ValueError, match="defined per cycle"):
+        junction_rewards("empirical", {"scale": 1.0}, halting, halting, halting, 0.0)
+
+
+def test_junction_vec_env_makes_one_entry_per_junction(tiny_network, tmp_path):
+    venv = JunctionVecEnv(DummyVecEnv([lambda: phase_env(tiny_network, tmp_path, decision_interval=10)]))
+    junctions = venv.venv.get_attr("num_signals")[0]
+    assert venv.num_envs == junctions and venv.action_space.n == 2
+    obs = venv.reset()
+    assert obs.shape == (junctions, venv.observation_space.shape[0])
+    episode_infos, steps = [], 0
+    while True:
+        obs, rewards, dones, infos = venv.step(np.ones(junctions, dtype=int))
+        steps += 1
+        own = venv.venv.buf_infos[0]["junction_rewards"] if not dones[0] else None
+        if own is not None:
+            assert rewards == pytest.approx(own)  # each entry gets its own junction's reward
+        if dones.any():
+            assert dones.all()  # the junctions of one env end together
+            episode_infos = infos
+            break
+    # the episode's metrics are reported once (first junction), terminal observations per junction
+    assert ["episode_metrics" in i for i in episode_infos] == [True] + [False] * (junctions - 1)
+    assert all(i["terminal_observation"].shape == obs.shape[1:] for i in episode_infos)
+    assert len({i["terminal_observation"].tobytes() for i in episode_infos}) > 1
+    venv.close()
+
+
+@pytest.fixture(scope="module")
+def shared_model(tmp_path_factory):
+    """A few hundred PPO steps of a junction-shared phase_select policy, with one evaluation."""
+    config = small_config(control_mode="phase_select", decision_interval=10, policy_sharing=None,
+                          total_timesteps=576, n_steps=32, batch_size=64, eval_freq=288, normalize_observations=True)
+    out = tmp_path_factory.mktemp("shared") / "model"
+    return config, train_rl_policy(config, out)
+
+
+def test_shared_policy_trains_saves_and_evaluates_held_out(shared_model):
+    config, result = shared_model
+    metadata = read_model_metadata(result.model_path)
+    assert metadata["control_mode"] == "phase_select" and metadata["policy_sharing"] == "junction"
+    assert metadata["observation_size"] == junction_observation_size(metadata["max_phases"])
+    assert metadata["action_size"] == metadata["max_phases"] and len(metadata["phase_counts"]) == metadata["signals"]
+    # one SB3 step per junction decision: 9 junctions x 32 steps per rollout
+    assert result.num_timesteps % (9 * 32) == 0 and result.num_timesteps >= 576
+    assert [e["step"] for e in result.evaluations] == [288, 576]
+    first = result.evaluations[0]
+    assert first["eval/mean_travel_time_all"] > 0 and f"eval/{config.scenarios[0]['name']}/mean_travel_time" in first
+    assert (result.model_dir / "best" / "best_model.zip").is_file()
+
+
+def test_rl_controller_runs_a_shared_policy_exactly_like_its_env(shared_model, tiny_network, tmp_path):
+    """The same scenario and SUMO seed through the env (with the model's actions) and through
+    `python -m src.cli --traffic_control rl`: identical trips, so evaluation sees the policy
+    that was trained."""
+    _, result = shared_model
+    scenario = tiny_scenario(num_vehicles=300, end_time=300)
+    model = PPO.load(str(result.model_path), device="cpu")
+    normalize = ObservationNormalizer.from_model_zip(result.model_path)
+    env = PhaseSelectEnv(scenario, tiny_network, decision_interval=10, work_dir=tmp_path / "env")
+    obs, _ = env.reset()
+    while True:
+        actions, _ = model.predict(normalize(obs), deterministic=True)
+        obs, _, _, truncated, info = env.step(actions)
+        if truncated:
+            break
+    env.close()
+    params = parse_simulation_params(f"{scenario} --traffic_control rl --model-path {result.model_path} "
+                                     f"--output-dir {tmp_path / 'rl'}")
+    outcome = run_simulation(params, progress=False, network_dir=tiny_network)
+    trained = info["episode_metrics"]
+    assert outcome.metrics["vehicles_arrived"] == trained["vehicles_arrived"] > 0
+    assert outcome.metrics["mean_travel_time"] == pytest.approx(trained["mean_travel_time"])
+
+
+def test_resume_into_another_control_mode_is_refused(shared_model, tmp_path):
+    config, result = shared_model
+    with pytest.raises(IncompatibleModelError, match="control_mode"):
+        train_rl_policy(replace(config, control_mode="cycle_splits", policy_sharing=None, total_timesteps=32),
+                        tmp_path / "other", resume_from=result.model_path)
