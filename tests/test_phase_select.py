@@ -73,14 +73,14 @@ def test_time_limit_is_truncated_and_rewards_are_per_junction(tiny_network, tmp_
 def test_junction_rewards_follow_their_definitions():
     params = resolve_reward_params("delay")
     halting = np.array([100.0, 0.0])
-    rewards = junction_rewards("delay", params, halting, np.zeros(2), np.zeros(2), backlog_seconds=40.0)
-    # vehicle-seconds halting plus the entry backlog shared by the two junctions, /100
-    assert rewards == pytest.approx([-(100 + 20) / 100, -20 / 100])
+    rewards = junction_rewards("delay", params, halting, np.zeros(2), np.zeros(2), np.array([0.0, 40.0]))
+    # vehicle-seconds halting plus those waiting to enter on the junction's own edges, /100
+    assert rewards == pytest.approx([-100 / 100, -40 / 100])
     pressure = junction_rewards("pressure", resolve_reward_params("pressure"), halting, np.zeros(2),
-                                np.array([-3.0, 2.0]), 0.0)
+                                np.array([-3.0, 2.0]), np.zeros(2))
     assert pressure == pytest.approx([-0.3, -0.2])
     with pytest.raises(ValueError, match="defined per cycle"):
-        junction_rewards("empirical", {"scale": 1.0}, halting, halting, halting, 0.0)
+        junction_rewards("empirical", {"scale": 1.0}, halting, halting, halting, halting)
 
 
 def test_junction_vec_env_makes_one_entry_per_junction(tiny_network, tmp_path):
@@ -159,3 +159,23 @@ def test_resume_into_another_control_mode_is_refused(shared_model, tmp_path):
     with pytest.raises(IncompatibleModelError, match="control_mode"):
         train_rl_policy(replace(config, control_mode="cycle_splits", policy_sharing=None, total_timesteps=32),
                         tmp_path / "other", resume_from=result.model_path)
+
+
+def test_vehicles_waiting_to_enter_count_at_the_junction_they_wait_for(tiny_network, tmp_path):
+    env = PhaseSelectEnv(tiny_scenario(num_vehicles=1500, end_time=300), tiny_network, work_dir=tmp_path / "jam",
+                         decision_interval=10)
+    env.reset(seed=0)
+    for _ in range(10):
+        env.step(np.zeros(env.num_signals, dtype=int))  # never serve the second phase: entries back up
+    api, observer = env.sim.api, env.observer
+    waiting = api.simulation.getPendingVehicles()
+    assert len(waiting) > 0
+    assert observer.pending.sum() + observer.pending_elsewhere == len(waiting)
+    by_junction = {}
+    for vehicle in waiting:
+        edge = api.vehicle.getRoute(vehicle)[0]
+        to_node = api.edge.getToJunction(edge) if hasattr(api.edge, "getToJunction") else None
+        if to_node in observer.tls_ids:
+            by_junction[to_node] = by_junction.get(to_node, 0) + 1
+    assert {t: int(n) for t, n in zip(observer.tls_ids, observer.pending) if n} == by_junction
+    env.close()

@@ -114,6 +114,7 @@ class RLController(SignalController):
                ready: Sequence[str]) -> Dict[str, int]:
         now = float(self.api.simulation.getTime())
         vehicles, halting = self.observer.read_lanes(self.api)
+        self.observer.read_pending(self.api)
         obs = self.observer.observe(vehicles, halting, self.actuator, now)
         batch = obs if self.sharing == "junction" else obs.reshape(1, -1)
         actions = np.asarray(self.action_for(batch)).reshape(-1)

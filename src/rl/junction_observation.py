@@ -4,9 +4,11 @@ Every junction gets a vector of the same size (it depends only on the most phase
 junction of the network has, `max_phases`), so one policy network can be applied to each
 junction (parameter sharing, as MPLight and RESCO's shared agents do) and a model trained on
 one network runs on another with the same phase count. Per phase slot it holds the queue and
-the load of the lanes that phase serves and the load of the lanes it feeds; then the current
-green (one-hot), which phase slots exist, the time the green has lasted and whether it may be
-left now. Values lie in [0, 1].
+the load of the lanes that phase serves, the load of the lanes it feeds and the vehicles
+waiting to enter the network on the edges it serves (SUMO's insertion backlog: without it a
+junction cannot see that holding an approach red keeps vehicles out of the network); then
+the current green (one-hot), which phase slots exist, the time the green has lasted and
+whether it may be left now. Values lie in [0, 1].
 
 The same class serves the env (training) and `RLController` (evaluation), from lane counts
 read once per decision.
@@ -26,8 +28,8 @@ from src.network.phases import PhasePlan
 JAM_SPACING_M = 7.5
 #: Seconds of green at which the "time in green" feature saturates at 1.
 GREEN_TIME_SCALE_S = 60.0
-#: Features per phase slot (incoming queue, incoming load, outgoing load), then per-junction.
-PER_PHASE = 3
+#: Features per phase slot (incoming queue, incoming load, outgoing load, entry backlog).
+PER_PHASE = 4
 
 
 def junction_observation_size(max_phases: int) -> int:
@@ -59,6 +61,24 @@ class JunctionObserver:
         self.incoming_lanes = np.concatenate(self.incoming) if self.incoming else np.zeros(0, dtype=int)
         self.incoming_owner = np.concatenate([np.full(len(a), k) for k, a in enumerate(self.incoming)]) \
             if self.incoming else np.zeros(0, dtype=int)
+        # Incoming edge -> (junction, phases serving one of its lanes): where a vehicle waiting
+        # to depart on that edge is counted.
+        self._edge_slots: Dict[str, Tuple[int, List[int]]] = {}
+        for k in range(len(self.tls_ids)):
+            for phase, lanes_in in enumerate(self._phase_in[k]):
+                for i in lanes_in:
+                    edge = lanes.lane_ids[i].rsplit("_", 1)[0]
+                    junction, phases = self._edge_slots.setdefault(edge, (k, []))
+                    if junction == k and phase not in phases:
+                        phases.append(phase)
+        self._phase_capacity = [[float(self.capacity[l].sum()) if len(l) else 1.0 for l in phases]
+                                for phases in self._phase_in]
+        self._departure_edge: Dict[str, str] = {}
+        #: Per junction, and per (junction, phase slot): vehicles waiting to enter (last read).
+        self.pending = np.zeros(len(self.tls_ids))
+        self.pending_by_phase = np.zeros((len(self.tls_ids), self.max_phases))
+        #: Waiting vehicles whose departure edge leads into no signal (shared by all in rewards).
+        self.pending_elsewhere = 0.0
 
     @property
     def size(self) -> int:
@@ -84,11 +104,30 @@ class JunctionObserver:
                               count=len(self.incoming_lanes))
         return np.bincount(self.incoming_owner, weights=halting, minlength=len(self.tls_ids))
 
+    def read_pending(self, api) -> None:
+        """Count the vehicles SUMO could not insert yet by the junction (and phases) whose
+        incoming edge they wait for; each vehicle's departure edge is asked once."""
+        self.pending[:] = 0.0
+        self.pending_by_phase[:] = 0.0
+        self.pending_elsewhere = 0.0
+        for vehicle in api.simulation.getPendingVehicles():
+            edge = self._departure_edge.get(vehicle)
+            if edge is None:
+                edge = self._departure_edge[vehicle] = api.vehicle.getRoute(vehicle)[0]
+            slot = self._edge_slots.get(edge)
+            if slot is None:
+                self.pending_elsewhere += 1.0
+                continue
+            k, phases = slot
+            self.pending[k] += 1.0
+            self.pending_by_phase[k, phases] += 1.0
+
     def _load(self, counts: np.ndarray, lanes: np.ndarray) -> float:
         return float(min(counts[lanes].sum() / self.capacity[lanes].sum(), 1.0)) if len(lanes) else 0.0
 
     def observe(self, vehicles: np.ndarray, halting: np.ndarray, actuator: PhaseActuator, now: float) -> np.ndarray:
-        """(junctions, size) observations from lane counts and the actuator's state."""
+        """(junctions, size) observations from lane counts, the last `read_pending` and the
+        actuator's state."""
         p = self.max_phases
         obs = np.zeros((len(self.tls_ids), self.size), dtype=np.float32)
         for k, tls in enumerate(self.tls_ids):
@@ -98,6 +137,7 @@ class JunctionObserver:
                 row[PER_PHASE * phase] = self._load(halting, lanes_in)
                 row[PER_PHASE * phase + 1] = self._load(vehicles, lanes_in)
                 row[PER_PHASE * phase + 2] = self._load(vehicles, lanes_out)
+                row[PER_PHASE * phase + 3] = min(self.pending_by_phase[k, phase] / self._phase_capacity[k][phase], 1.0)
             base = PER_PHASE * p
             row[base + actuator.current[tls]] = 1.0
             row[base + p: base + p + self.num_phases[k]] = 1.0

@@ -88,22 +88,29 @@ class PhaseSelectEnv(ScenarioEnv):
         self.actuator = PhaseActuator(self.plans, self.timing)
         self.actuator.start(sim.api, sim.time)
         self._pending = 0.0
+        self._pending_by_junction = np.zeros(self.num_signals)
         self._episode_reward = 0.0
         obs, *_ = self._advance()  # warm-up: one interval in the first greens
         return obs, {"scenario": self.scenario_name}
 
     def _advance(self):
-        """Run one decision interval; (observation, halting s per junction, queue, pressure, backlog s)."""
+        """Run one decision interval; per junction: observation, halting vehicle-seconds, queue,
+        pressure and entry-backlog vehicle-seconds."""
         sim, api = self.sim, self.sim.api
-        stop = min(sim.time + self.decision_interval, self.end_time)
+        start = sim.time
+        stop = min(start + self.decision_interval, self.end_time)
         halting_seconds = np.zeros(self.num_signals)
         while sim.time < stop - 1e-9:
             before = sim.time
             sim.step(min(before + REWARD_SAMPLE_S, stop))
             halting_seconds += self.observer.read_incoming_halting(api) * (sim.time - before)
         vehicles, halting = self.observer.read_lanes(api)
-        pending_start, self._pending = self._pending, self._pending_vehicles()
-        backlog_seconds = 0.5 * (pending_start + self._pending) * self.decision_interval
+        pending_start = self._pending_by_junction
+        self.observer.read_pending(api)
+        self._pending_by_junction = self.observer.pending + self.observer.pending_elsewhere / max(self.num_signals, 1)
+        self._pending = float(self.observer.pending.sum() + self.observer.pending_elsewhere)
+        # each junction's own entry backlog (vehicle-seconds), trapezoid over the interval
+        backlog_seconds = 0.5 * (pending_start + self._pending_by_junction) * (sim.time - start)
         obs = self.observer.observe(vehicles, halting, self.actuator, sim.time)
         queue = np.bincount(self.observer.incoming_owner, weights=halting[self.observer.incoming_lanes],
                             minlength=self.num_signals)

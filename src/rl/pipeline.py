@@ -25,6 +25,7 @@ from stable_baselines3.common.logger import CSVOutputFormat, HumanOutputFormat
 from src.locations import LocationError, check_writable_dir
 from src.params import ParameterError
 from src.rl.experiment_config import ConfigError, load_modular_config, network_params_string, save_experiment
+from src.rl.learning_curve import write_learning_curve
 from src.rl.training import TrainingResult, build_shared_network, policy_dimensions, policy_kwargs_from, train_rl_policy
 from src.rl.utils import IncompatibleModelError, load_checked_model, read_model_metadata
 from src.rl.vec_env import EnvWorkerError
@@ -389,6 +390,9 @@ def _train(mode: str, plan: _Plan, model_dir: Path, network_dir: Path, resumed_m
         steps = results[-1].num_timesteps if results else start_steps
         interrupted = stop() or failure is not None
         run.log_artifacts(model_dir / "network", "network")
+        episodes = [e for r in results for e in r.episodes]
+        for path in write_learning_curve(episodes, [e for r in results for e in r.evaluations], model_dir / "learning"):
+            run.log_artifact(path, "learning")
         run.log_metrics(steps, {"final/num_timesteps": steps})
         tags = version_tags(chain_id, batch_index, plan.batch, steps, start_steps, target_steps, interrupted,
                             parent_version, failure)

@@ -154,20 +154,21 @@ JUNCTION_REWARDS = ("delay", "waiting_time", "queue", "pressure")
 
 
 def junction_rewards(name: str, params: Mapping[str, float], halting_seconds: np.ndarray, queue: np.ndarray,
-                     pressure: np.ndarray, backlog_seconds: float) -> np.ndarray:
+                     pressure: np.ndarray, backlog_seconds: np.ndarray) -> np.ndarray:
     """Per junction, over one decision interval.
 
     `halting_seconds`: vehicle-seconds halting on the junction's incoming lanes; `queue`: its
     halting vehicles at the decision; `pressure`: its movement pressure (see
     `JunctionObserver.pressure`); `backlog_seconds`: vehicle-seconds spent waiting to enter the
-    network, shared equally by all junctions (`delay` only). Units as in the cycle rewards.
+    network on the junction's incoming edges (`delay` only): the junction that holds an
+    entry red pays for the vehicles it keeps out. Units as in the cycle rewards.
     """
     if name not in JUNCTION_REWARDS:
         raise ValueError(f"reward {name!r} is defined per cycle; phase_select control takes one of: "
                          f"{', '.join(JUNCTION_REWARDS)}")
     scale = float(params["scale"])
     if name in ("delay", "waiting_time"):
-        backlog = float(params.get("backlog_weight", 0.0)) * backlog_seconds / max(len(halting_seconds), 1)
+        backlog = float(params.get("backlog_weight", 0.0)) * np.asarray(backlog_seconds, dtype=float)
         return -scale * (np.asarray(halting_seconds, dtype=float) + backlog) / 100.0
     if name == "queue":
         return -scale * np.asarray(queue, dtype=float)

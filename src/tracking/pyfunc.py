@@ -1,8 +1,9 @@
 """The trained policy as an MLflow pyfunc model, so it can be registered and versioned.
 
 The wrapper carries the SB3 zip as an artifact (`artifacts/final_model.zip`); `predict`
-takes raw observation rows (as `TrafficControlEnv` produces them) and returns actions, for
-serving or quick checks. The observation normalisation statistics saved inside the zip are
+takes raw observation rows (as the training env produces them: one row per network for
+network-wide policies, one row per junction for junction-shared `phase_select` policies) and
+returns actions, for serving or quick checks. The observation normalisation statistics saved inside the zip are
 applied first, frozen, exactly as `RLController` does.
 """
 
