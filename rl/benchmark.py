@@ -25,10 +25,14 @@ from typing import Dict, List, Optional
 
 import pandas as pd
 import yaml
+from mlflow import MlflowClient
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
+
+from src.rl.learning_curve import CURVE_CSV, plot_curves  # noqa: E402
+from src.tracking.store import resolve_tracking_uri  # noqa: E402
 
 FAMILY_DIR = REPO_ROOT / "rl/configs/benchmark"
 FAMILY_KEYS = {"network", "train_scenarios", "heldout_scenarios", "algorithm", "reward", "execution", "timesteps",
@@ -79,7 +83,10 @@ def train_seed(family: Dict, seed: int, timesteps: int, out: Path) -> Dict:
     run_id = re.search(r"MLflow run ([0-9a-f]{32})", output)
     if not model:
         raise BenchmarkError(f"training seed {seed}: no final model in its output ({out / f'train_seed{seed}.log'})")
-    return {"seed": seed, "model": model.group(1), "run_id": run_id.group(1) if run_id else None}
+    final = Path(model.group(1))
+    best = final.parent / "best" / "best_model.zip"  # chosen on the validation scenarios, when evaluated
+    return {"seed": seed, "model": str(final), "judged": str(best if best.is_file() else final),
+            "run_id": run_id.group(1) if run_id else None}
 
 
 def evaluate(family: Dict, controllers: str, out_dir: Path, repeats: int, model: Optional[str] = None) -> pd.DataFrame:
@@ -93,20 +100,42 @@ def evaluate(family: Dict, controllers: str, out_dir: Path, repeats: int, model:
 
 
 def learning_diagnostics(run_id: Optional[str]) -> Dict[str, float]:
-    """Episode reward at the start and the end of training, and the last explained variance."""
+    """Per training seed: episode reward and validation travel time at the start and the end,
+    the best validation value, and explained variance (last, and mean over the last 10 updates)."""
     if not run_id:
         return {}
-    from mlflow import MlflowClient
-
-    from src.tracking.store import resolve_tracking_uri
-
     client = MlflowClient(tracking_uri=resolve_tracking_uri())
-    found = {}
-    for key, name in (("rollout/ep_rew_mean", "reward"), ("train/explained_variance", "explained_variance")):
+    found: Dict[str, float] = {}
+    keys = (("rollout/ep_rew_mean", "reward"), ("train/explained_variance", "explained_variance"),
+            ("eval/mean_travel_time_all", "validation_all_trips"))
+    for key, name in keys:
         history = sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)
         if history:
             found[f"{name}_first"], found[f"{name}_last"] = history[0].value, history[-1].value
+    ev = sorted(client.get_metric_history(run_id, "train/explained_variance"), key=lambda m: m.step)
+    if ev:
+        tail = [m.value for m in ev[-10:]]
+        found["explained_variance_last10"] = sum(tail) / len(tail)
+    validation = client.get_metric_history(run_id, "eval/mean_travel_time_all")
+    if validation:
+        found["validation_all_trips_best"] = min(m.value for m in validation)
     return found
+
+
+def learning_curves(trained: List[Dict], baselines: pd.DataFrame, out: Path) -> Optional[Path]:
+    """One chart of every seed's curve (validation and training episodes) with the baselines'
+    held-out all-trips travel times as horizontal lines."""
+    curves = {}
+    for t in trained:
+        csv = Path(t["model"]).parent / "learning" / CURVE_CSV
+        if csv.is_file():
+            curves[f"seed {t['seed']}"] = pd.read_csv(csv)
+    if not curves:
+        return None
+    lines = {f"{c} (held-out)": float(g["mean_travel_time_all_mean"].mean())
+             for c, g in baselines.groupby("controller", sort=False)}
+    return plot_curves(curves, out / "learning_curves.png", lines, title="all-trips travel time: validation "
+                       "during training vs the baselines on the held-out scenarios")
 
 
 def summary_table(baselines: pd.DataFrame, policies: List[pd.DataFrame]) -> pd.DataFrame:
@@ -131,12 +160,14 @@ def to_markdown(table: pd.DataFrame) -> str:
         std = row.get(f"{metric}_std")
         return f"{row[metric]:.1f}" + (f" ± {std:.1f}" if isinstance(std, float) and std == std else "")
 
-    lines = ["| controller | travel time (s) | all trips (s) | delay, RESCO (s) | completion | travel time vs fixed |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| controller | travel time (s) | all trips (s) | delay, RESCO (s) | completion | travel time vs fixed "
+             "| all trips vs fixed |", "|---|---|---|---|---|---|---|"]
     for _, row in table.iterrows():
         change = row.get("mean_travel_time_vs_fixed_pct", float("nan"))
+        change_all = row.get("mean_travel_time_all_vs_fixed_pct", float("nan"))
         lines.append(f"| {row['controller']} | {cell(row, 'mean_travel_time')} | {cell(row, 'mean_travel_time_all')} | "
-                     f"{cell(row, 'mean_time_loss_all')} | {row['completion_rate']:.3f} | {change:+.1f}% |")
+                     f"{cell(row, 'mean_time_loss_all')} | {row['completion_rate']:.3f} | {change:+.1f}% | "
+                     f"{change_all:+.1f}% |")
     return "\n".join(lines)
 
 
@@ -157,7 +188,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         trained = [train_seed(family, seed, timesteps, out) for seed in seeds]
         baselines = evaluate(family, ",".join(family["baselines"]), out / "baselines", repeats)
-        policies = [evaluate(family, "rl", out / f"rl_seed{t['seed']}", repeats, t["model"]) for t in trained]
+        policies = [evaluate(family, "rl", out / f"rl_seed{t['seed']}", repeats, t["judged"]) for t in trained]
     except BenchmarkError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -165,6 +196,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     diagnostics = pd.DataFrame([{"seed": t["seed"], **learning_diagnostics(t["run_id"])} for t in trained])
     table.to_csv(out / "benchmark.csv", index=False)
     diagnostics.to_csv(out / "learning.csv", index=False)
+    learning_curves(trained, baselines, out)
     markdown = to_markdown(table)
     (out / "benchmark.md").write_text(markdown + "\n\n" + diagnostics.to_string(index=False) + "\n")
     print(f"\n{family['name']}: {len(seeds)} training seeds x {timesteps} steps, held-out "
@@ -182,8 +214,9 @@ def log_to_mlflow(family: str, out: Path, table: pd.DataFrame) -> None:
 
     start_run(f"benchmark_{family}", f"table_{out.name}")
     try:
-        for name in ("benchmark.csv", "benchmark.md", "learning.csv"):
-            mlflow.log_artifact(str(out / name))
+        for name in ("benchmark.csv", "benchmark.md", "learning.csv", "learning_curves.png"):
+            if (out / name).is_file():
+                mlflow.log_artifact(str(out / name))
         for _, row in table.iterrows():
             key = re.sub(r"[^A-Za-z0-9_]", "_", str(row["controller"])).strip("_")
             mlflow.log_metrics({f"{key}/{m}": float(row[m]) for m in METRICS if row[m] == row[m]})
