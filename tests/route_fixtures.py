@@ -4,7 +4,7 @@ Shared by the route-file tests and the route-file training test of issue 10: two
 junctions on an east-west street (J1, J2), each with a north-south cross street. Every
 approach has two lanes; each junction runs its own four-phase program (through with a
 permitted left, then a protected left, for each axis, each followed by 3 s of yellow), with
-other durations at each junction, so a test can tell a kept program from a generated one.
+other green splits at each junction in the same 60 s cycle, so a test can tell a kept program from a generated one.
 Two route files hold different vehicles (ids `a*` and `b*`), so SUMO's trip records tell
 which file an episode ran. Built by netconvert from plain XML, in well under a second.
 """
@@ -20,8 +20,10 @@ from src.sumo_integration.tools import run_tool
 
 END_TIME = 300  # s: every vehicle of both route files departs before it
 YELLOW = 3
-#: Green durations of the four phases: NS through, NS left, EW through, EW left.
-GREENS: Dict[str, Tuple[int, ...]] = {"J1": (25, 8, 20, 6), "J2": (18, 10, 27, 7)}
+#: Green durations of the four phases: NS through, NS left, EW through, EW left. One 60 s
+#: cycle (greens + 4 yellows) at both junctions, as cycle-based controllers share one cycle.
+GREENS: Dict[str, Tuple[int, ...]] = {"J1": (20, 6, 16, 6), "J2": (14, 8, 20, 6)}
+CYCLE = 60
 
 NODES = {"J1": (0, 0), "J2": (200, 0), "W": (-200, 0), "E": (400, 0),
          "N1": (0, 200), "S1": (0, -200), "N2": (200, 200), "S2": (200, -200)}
@@ -45,6 +47,7 @@ class RouteFixture:
     vehicle_ids: Dict[str, List[str]]  # file name -> its vehicle ids
     sumocfg: Path  # a study folder: net, routes_a, 0-END_TIME, run options
     greens: Dict[str, Tuple[int, ...]] = field(default_factory=lambda: dict(GREENS))
+    cycle: int = CYCLE
     end_time: int = END_TIME
 
 
@@ -148,6 +151,7 @@ def build_route_fixture(folder: Path) -> RouteFixture:
     a, b = folder / "routes_a.rou.xml", folder / "routes_b.rou.xml"
     ids = {a.name: write_routes_a(a), b.name: write_routes_b(b)}
     cfg = write_sumocfg(folder / "study.sumocfg", net, a)
+    assert all(sum(g) + 4 * YELLOW == CYCLE for g in GREENS.values())
     return RouteFixture(folder=folder, net_file=net, route_files=[a, b], vehicle_ids=ids, sumocfg=cfg)
 
 

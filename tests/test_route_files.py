@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from route_fixtures import COUNT_A, COUNT_B, END_TIME, GREENS, OFFSET_B, SPACING_A, SPACING_B, YELLOW, \
+from route_fixtures import COUNT_A, COUNT_B, CYCLE, END_TIME, GREENS, OFFSET_B, SPACING_A, SPACING_B, YELLOW, \
     build_route_fixture, write_bad_route_files
 from src.network import build_network, read_phase_plans
 from src.params import NetworkParams, ParameterError
@@ -41,7 +41,7 @@ def test_fixture_network_has_the_hand_written_programs(fx):
     plans = read_phase_plans(fx.net_file)
     assert sorted(plans) == ["J1", "J2"]
     for tls, plan in plans.items():
-        assert plan.num_phases == 4 and plan.program_type == "static"
+        assert plan.num_phases == 4 and plan.program_type == "static" and plan.cycle_s == CYCLE
         assert plan.green_durations == [float(g) for g in GREENS[tls]]
         assert all(t == [(float(YELLOW), t[0][1])] for t in plan.transitions)
         # through phases carry a permitted left (g), left phases only protected lefts (G)
