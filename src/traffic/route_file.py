@@ -81,7 +81,7 @@ def flow_spacing(elem: ET.Element) -> Optional[Tuple[float, Optional[float], flo
     return begin, end, period, limit
 
 
-def _flow_departures(elem: ET.Element) -> Iterator[Tuple[str, float]]:
+def flow_departures(elem: ET.Element) -> Iterator[Tuple[str, float]]:
     """Planned vehicles of a flow with a fixed spacing; random flows cannot be known ahead."""
     fid = elem.get("id", "")
     spacing = flow_spacing(elem)
@@ -114,7 +114,7 @@ def _scan(route_file: Path, with_details: bool) -> TrafficSummary:
                 current = dict(elem.attrib)
                 params = {}
             elif tag == "flow" and current is None:
-                for vid, t in _flow_departures(elem):
+                for vid, t in flow_departures(elem):
                     departures[vid] = t
                     types[elem.get("type", "DEFAULT_VEHTYPE")] += 1
             continue

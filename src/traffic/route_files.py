@@ -32,7 +32,7 @@ from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Sequence, Tup
 
 from src.params import ParameterError
 from src.sumo_integration.sumocfg import StudyConfig, read_sumocfg
-from src.traffic.route_file import _flow_departures, flow_spacing, parse_sumo_time
+from src.traffic.route_file import flow_departures, flow_spacing, parse_sumo_time
 
 PathLike = Union[str, os.PathLike]
 
@@ -214,7 +214,7 @@ def _scan_demand(elem: ET.Element, scan: _Scan, begin: float, end: Optional[floa
             return
         planned = 0
         if tag == "flow" and flow_spacing(elem) is not None:  # fixed spacing: every vehicle is known
-            for vid, t in _flow_departures(elem):
+            for vid, t in flow_departures(elem):
                 planned += 1
                 _note_departure(scan, t, f"{who} (vehicle {vid!r})", begin, end)
             scan.vehicles += planned
