@@ -327,7 +327,8 @@ def _file_land_use(params: NetworkParams, info: NetInfo, roads: List[str], inner
 
 
 def _build_from_file(
-    params: NetworkParams, checked: _Checked, out_dir: Path, yellow_time: int, min_green: int, cycle_length: int
+    params: NetworkParams, checked: _Checked, out_dir: Path, yellow_time: int, min_green: int, cycle_length: int,
+    synthetic_demand: Optional[bool] = None,
 ) -> NetworkArtifacts:
     assert checked.net_file is not None
     seed = int(params.network_seed)
@@ -347,6 +348,8 @@ def _build_from_file(
         logger.info("--lane_count is ignored with --net-file: its lanes are kept")
     ins, outs, inner = edge_roles(info, roads)
     attractiveness = resolved_attractiveness(params)
+    if synthetic_demand and params.attractiveness is None:
+        attractiveness = "land_use"  # asked for synthetic demand: trip ends follow its land use
     land_weights = _file_land_use(params, info, roads, inner, out_dir) if attractiveness == "land_use" else {}
     strategy = resolved_signal_programs(params)
     if strategy == KEEP_PROGRAMS:  # the file as given: its own programs, byte for byte
@@ -363,11 +366,13 @@ def _build_from_file(
         boundary_in_edges=ins,
         boundary_out_edges=outs,
         inner_edges=inner,
-        attractiveness=_attractiveness(attractiveness, roads, land_weights, seed),
+        # no weights at all without synthetic demand: a generated scenario would draw trip ends uniformly
+        attractiveness={} if synthetic_demand is False else _attractiveness(attractiveness, roads, land_weights, seed),
         signalized_junctions=signals,
         removed_junctions=[],
         lane_counts={e: info.edges[e].num_lanes for e in roads},
-        bus_lines_on_demand=True,  # a given net file gets no synthetic lines unless buses are asked for
+        bus_lines=_generic_bus_lines(info, ins, outs, roads) if synthetic_demand else [],
+        bus_lines_on_demand=synthetic_demand is None,  # default: drawn only when a scenario asks for buses
         bounds=tuple(float(v) for v in info.bounds),  # type: ignore[arg-type]
     )
 
@@ -378,6 +383,7 @@ def build_network(
     yellow_time: int = 3,
     min_green: int = 5,
     cycle_length: int = 90,
+    synthetic_demand: Optional[bool] = None,
 ) -> NetworkArtifacts:
     """Build (or adopt, with `params.net_file`) a network into `out_dir` and save its artifacts.
 
@@ -393,20 +399,37 @@ def build_network(
     `realistic` lanes
     follow the land-use demand whatever the attractiveness method. With `net_file` the
     file is kept as given (`signal_programs` keep, the default) or only its signal
-    programs are rebuilt (a strategy); land use is drawn only with attractiveness land_use.
+    programs are rebuilt (a strategy).
+
+    `synthetic_demand` says whether a given net file gets what only the traffic generator
+    uses: synthetic land use and bus lines. None (default): only what is asked for (land use
+    with attractiveness land_use; bus lines drawn when a scenario asks for buses). False:
+    none of it, for networks fed by route files: no land use, no attractiveness weights,
+    no bus lines (a scenario asking for buses is refused; attractiveness land_use too).
+    True: both at build time (attractiveness land_use unless another is set, the bus lines
+    saved with the network). A generated grid always has both, its lanes follow the land use.
     """
     started = time.perf_counter()
+    if synthetic_demand not in (None, True, False):
+        raise TypeError(f"synthetic_demand must be None, True or False, not {synthetic_demand!r}")
     checked = validate_network_params(params, yellow_time, min_green, cycle_length)
+    if checked.net_file is None and synthetic_demand is False:
+        raise ValueError("synthetic_demand=False is for a given net file; a generated grid always has land use "
+                         "and bus lines (its lane counts follow the land use)")
+    if synthetic_demand is False and params.attractiveness == "land_use":
+        raise invalid_value("--attractiveness", params.attractiveness,
+                            "this network is built without synthetic demand (route files), so it has no land use")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if checked.net_file is not None:
-        artifacts = _build_from_file(params, checked, out_dir, yellow_time, min_green, cycle_length)
+        artifacts = _build_from_file(params, checked, out_dir, yellow_time, min_green, cycle_length, synthetic_demand)
     else:
         artifacts = _build_grid(params, checked, out_dir, yellow_time, min_green, cycle_length)
     artifacts.save()
     logger.info(
-        "network built in %.2f s: %d edges, %d signals, %d removed junctions, %d bus lines -> %s",
+        "network built in %.2f s: %d edges, %d signals, %d removed junctions, %s -> %s",
         time.perf_counter() - started, len(artifacts.lane_counts), len(artifacts.signalized_junctions),
-        len(artifacts.removed_junctions), len(artifacts.bus_lines), out_dir,
+        len(artifacts.removed_junctions),
+        "bus lines on demand" if artifacts.bus_lines_on_demand else f"{len(artifacts.bus_lines)} bus lines", out_dir,
     )
     return artifacts

@@ -59,25 +59,36 @@ def parse_sumo_time(text: Optional[str]) -> Optional[float]:
         return None  # "triggered", "now", ...
 
 
-def _flow_departures(elem: ET.Element) -> Iterator[Tuple[str, float]]:
-    """Planned vehicles of a flow with a fixed spacing; random flows cannot be known ahead."""
-    fid = elem.get("id", "")
+def flow_spacing(elem: ET.Element) -> Optional[Tuple[float, Optional[float], float, float]]:
+    """(begin, end, period, number) of a flow whose vehicles are known ahead; None for random
+    spacing (`probability`, `exp(...)` periods) or an open end (neither `end` nor `number`)."""
     begin = parse_sumo_time(elem.get("begin", "0")) or 0.0
     end = parse_sumo_time(elem.get("end"))
     number = elem.get("number")
+    per_hour = elem.get("vehsPerHour", elem.get("perHour"))
     period: Optional[float] = None
     random_spacing = elem.get("probability") is not None or elem.get("period", "").startswith("exp(")
     if not random_spacing:
         if elem.get("period"):
             period = parse_sumo_time(elem.get("period"))
-        elif elem.get("vehsPerHour") and float(elem.get("vehsPerHour")) > 0:
-            period = 3600.0 / float(elem.get("vehsPerHour"))
+        elif per_hour and float(per_hour) > 0:
+            period = 3600.0 / float(per_hour)
         elif number is not None and end is not None and float(number) > 0:
             period = (end - begin) / float(number)
     limit = int(float(number)) if number is not None else math.inf
     if period is None or period <= 0 or (end is None and limit == math.inf):
+        return None
+    return begin, end, period, limit
+
+
+def flow_departures(elem: ET.Element) -> Iterator[Tuple[str, float]]:
+    """Planned vehicles of a flow with a fixed spacing; random flows cannot be known ahead."""
+    fid = elem.get("id", "")
+    spacing = flow_spacing(elem)
+    if spacing is None:
         log.warning("flow %r has random or open-ended spacing: its vehicles are not in the planned departures", fid)
         return
+    begin, end, period, limit = spacing
     i = 0
     t = begin
     while i < limit and (end is None or t < end - 1e-9):
@@ -103,7 +114,7 @@ def _scan(route_file: Path, with_details: bool) -> TrafficSummary:
                 current = dict(elem.attrib)
                 params = {}
             elif tag == "flow" and current is None:
-                for vid, t in _flow_departures(elem):
+                for vid, t in flow_departures(elem):
                     departures[vid] = t
                     types[elem.get("type", "DEFAULT_VEHTYPE")] += 1
             continue
