@@ -208,7 +208,7 @@ def test_shared_policy_beats_the_untrained_one_on_its_own_reward(tmp_path, sign)
                         private_traffic_seed=11, public_traffic_seed=12, routing_strategy="shortest 100",
                         vehicle_types="passenger 100", passenger_routes="in 30 out 30 inner 10 pass 30")],
         n_steps=120, batch_size=240, n_epochs=10, learning_rate=1e-3, gamma=0.9, gae_lambda=0.9, ent_coef=0.0,
-        net_arch=[64, 64], total_timesteps=12_000, seed=0, normalize_observations=True, normalize_reward=True,
+        net_arch=[64, 64], total_timesteps=5_000, seed=0, normalize_observations=True, normalize_reward=True,
         reward_params={"scale": sign})
     untrained = train_rl_policy(replace(config, total_timesteps=1, n_steps=1, batch_size=4), tmp_path / "untrained",
                                 in_process=True)
