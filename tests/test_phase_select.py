@@ -223,3 +223,19 @@ def test_shared_policy_beats_the_untrained_one_on_its_own_reward(tmp_path, sign)
         assert after > before * 0.75  # rewards are negative: at least a quarter less delay
     else:
         assert after < before * 0.75 + 1e-9 or after <= before  # trained for the opposite: no such gain
+
+
+def test_a_network_wide_model_is_refused_on_another_phase_structure_of_the_same_size():
+    from src.rl.utils import check_compatible
+
+    trained = {"observation_size": 10, "action_size": 6, "phase_counts": {"A": 2, "B": 4},
+               "control_mode": "cycle_splits", "policy_sharing": "network"}
+    check_compatible(trained, 10, 6, "here", phase_counts={"A": 2, "B": 4})
+    # same sizes (6 action values), phases swapped between the signals
+    with pytest.raises(IncompatibleModelError, match="signal A has 4 phases here, 2 in training"):
+        check_compatible(trained, 10, 6, "here", phase_counts={"A": 4, "B": 2})
+    with pytest.raises(IncompatibleModelError, match="phase structure differs"):
+        check_compatible(trained, 10, 6, "here", phase_counts={"A": 2, "C": 4})
+    # a junction-shared policy acts per junction: any network with the same most phases fits
+    shared = dict(trained, control_mode="phase_select", policy_sharing="junction")
+    check_compatible(shared, 10, 6, "here", phase_counts={"A": 4, "B": 2, "C": 3})

@@ -66,7 +66,8 @@ class RLController(SignalController):
             junction = self.sharing == "junction"
             observation_size = dims["junction_observation"] if junction else dims["observation"]
             action_size = dims["max_phases"] if junction else dims["action"]
-        check_compatible(metadata, observation_size, action_size, f"model {self.model_file}")
+        check_compatible(metadata, observation_size, action_size, f"model {self.model_file}",
+                         phase_counts={tls: p.num_phases for tls, p in plans.items()})
         self.model = PPO.load(str(self.model_file), device="cpu")
         if self.model.observation_space.shape != (observation_size,):
             raise ValueError(

@@ -298,7 +298,8 @@ def train_rl_policy(
         if resume_from is not None:
             previous = read_model_metadata(Path(resume_from))
             check_compatible(previous, dims["observation"], dims["action"], f"--resume-from {resume_from}",
-                             {"control_mode": config.control_mode, "policy_sharing": config.sharing})
+                             {"control_mode": config.control_mode, "policy_sharing": config.sharing},
+                             phase_counts(network_dir))
             saved_stats = read_normalization(Path(resume_from))
             check_normalization_matches(saved_stats, bool(config.normalize_observations), f"--resume-from {resume_from}")
         # Normalisation wraps the workers' envs; its statistics are saved inside every model zip

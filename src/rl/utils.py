@@ -81,10 +81,33 @@ def model_dimensions(metadata: Mapping[str, Any], network_dir: Path) -> Dict[str
     return dims
 
 
+def check_phase_structure(metadata: Mapping[str, Any], phase_counts: Mapping[str, int], where: str) -> None:
+    """Refuse a network-wide model on a network whose signals or phases per signal differ from
+    those it was trained on (the same sizes can hide another structure). Junction-shared
+    models act per junction and only need the same most phases per junction (their sizes)."""
+    trained = metadata.get("phase_counts")
+    if not trained or control_of(metadata)["policy_sharing"] == "junction":
+        return
+    trained = {str(k): int(v) for k, v in trained.items()}
+    here = {str(k): int(v) for k, v in phase_counts.items()}
+    if trained == here:
+        return
+    missing = sorted(set(trained) - set(here))
+    extra = sorted(set(here) - set(trained))
+    differ = sorted(t for t in set(trained) & set(here) if trained[t] != here[t])
+    detail = (f"signal {differ[0]} has {here[differ[0]]} phases here, {trained[differ[0]]} in training" if differ else
+              f"signals {', '.join((missing or extra)[:3])} {'missing here' if missing else 'not in training'}")
+    raise IncompatibleModelError(f"{where}: the network's phase structure differs from the model's ({detail}); "
+                                 "train a new model or use the network it was trained on")
+
+
 def check_compatible(metadata: Mapping[str, Any], observation_size: int, action_size: int, where: str,
-                     control: Optional[Mapping[str, str]] = None) -> None:
-    """Refuse a model whose spaces (or, when `control` is given, control mode and policy
-    sharing) do not match the network and config it should run with."""
+                     control: Optional[Mapping[str, str]] = None,
+                     phase_counts: Optional[Mapping[str, int]] = None) -> None:
+    """Refuse a model whose spaces (or, when given: control mode and policy sharing, the phases
+    of every signal) do not match the network and config it should run with."""
+    if phase_counts is not None:
+        check_phase_structure(metadata, phase_counts, where)
     if control is not None:
         have = control_of(metadata)
         for key in ("control_mode", "policy_sharing"):
