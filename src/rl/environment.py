@@ -36,6 +36,8 @@ from src.rl.traffic_analysis import ACTION_BOUND, FeatureExtractor
 from src.sumo_integration.simulation import SumoSimulation
 from src.sumo_integration.sumocfg import option_args
 from src.traffic import generate_traffic
+from src.traffic.route_file import read_planned_departures
+from src.traffic.route_files import route_file_for_episode
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +63,8 @@ class ScenarioEnv(gym.Env):
     metadata = {"render_modes": []}
 
     def __init__(self, env_params: str, network_path: Path, work_dir: Optional[Path] = None,
-                 scenario_name: str = "scenario") -> None:
+                 scenario_name: str = "scenario", route_files: Optional[Sequence[str]] = None,
+                 route_order: str = "sequential", route_seed: int = 0) -> None:
         super().__init__()
         self.env_params = env_params
         self.params = parse_simulation_params(env_params)
@@ -71,16 +74,27 @@ class ScenarioEnv(gym.Env):
         self._owns_work_dir = work_dir is None  # a temporary folder is removed again by close()
         self.work_dir = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix=f"env_{scenario_name}_"))
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        self.route_file = self.work_dir / "routes.rou.xml"
-        self.traffic_summary = generate_traffic(self.params.traffic, self.network, self.route_file)
-        self._planned = self.traffic_summary.departures
+        #: Recorded demand rotated per episode (a route-file scenario), else None: generated traffic.
+        self.route_files = [Path(f) for f in route_files] if route_files else None
+        self.route_order, self.route_seed = route_order, int(route_seed)
+        if self.route_files:
+            self.route_file = self.route_files[0]
+            self._planned = read_planned_departures(self.route_file)
+        else:
+            self.route_file = self.work_dir / "routes.rou.xml"
+            self.traffic_summary = generate_traffic(self.params.traffic, self.network, self.route_file)
+            self._planned = self.traffic_summary.departures
         self.end_time = float(self.params.traffic.end_time)
         self.sim: Optional[SumoSimulation] = None
         self.episode = 0
 
     def _start_sim(self) -> SumoSimulation:
-        """A new SUMO run of this scenario (SUMO seed advances per episode)."""
+        """A new SUMO run of this scenario (SUMO seed advances per episode; a route-file
+        scenario takes the episode's file of its rotation)."""
         self._close_sim()
+        if self.route_files:
+            self.route_file = route_file_for_episode(self.route_files, self.episode, self.route_order, self.route_seed)
+            self._planned = read_planned_departures(self.route_file)
         self.sim = SumoSimulation(
             self.network.net_file,
             [self.route_file],
@@ -93,6 +107,13 @@ class ScenarioEnv(gym.Env):
         ).start()
         self.episode += 1
         return self.sim
+
+    def episode_info(self) -> Dict[str, Any]:
+        """What identifies the running episode (reset and final-step infos)."""
+        info: Dict[str, Any] = {"scenario": self.scenario_name}
+        if self.route_files:
+            info["route_file"] = self.route_file.name
+        return info
 
     def _pending_vehicles(self) -> float:
         """Vehicles due to depart that SUMO could not insert yet (the network's entry backlog)."""
@@ -141,8 +162,9 @@ class TrafficControlEnv(ScenarioEnv):
         work_dir: Optional[Path] = None,
         scenario_name: str = "scenario",
         sample_interval: float = DEFAULT_SAMPLE_INTERVAL_S,
+        **route_options: Any,
     ) -> None:
-        super().__init__(env_params, network_path, work_dir, scenario_name)
+        super().__init__(env_params, network_path, work_dir, scenario_name, **route_options)
         self.sample_interval = float(sample_interval)
         control = self.params.control
         self.cycle_lengths = [int(c) for c in (cycle_lengths or [control.cycle_length_or_default])]
@@ -188,7 +210,7 @@ class TrafficControlEnv(ScenarioEnv):
         self._episode_reward = 0.0
         self._pending = 0.0
         obs, _ = self._run_cycle(np.zeros(self.action_space.shape, dtype=np.float32))  # warm-up at the equal split
-        return obs, {"scenario": self.scenario_name, "cycle_length": self.timing.cycle_length}
+        return obs, {**self.episode_info(), "cycle_length": self.timing.cycle_length}
 
     def _run_cycle(self, action) -> tuple:
         """Apply `action` for one cycle; the cycle's observation and its mean entry backlog."""
@@ -211,6 +233,7 @@ class TrafficControlEnv(ScenarioEnv):
         info: Dict[str, Any] = {"scenario": self.scenario_name, "sim_time": m.time, "arrived": m.arrived,
                                 "pending": self._pending}
         if truncated:
+            info.update(self.episode_info())
             info["episode_metrics"] = self.finish_episode()
             info["episode_reward"] = self._episode_reward
         return obs, float(reward), False, truncated, info

@@ -55,8 +55,9 @@ class PhaseSelectEnv(ScenarioEnv):
         network_dimensions: Optional[Mapping[str, int]] = None,
         work_dir: Optional[Path] = None,
         scenario_name: str = "scenario",
+        **route_options: Any,
     ) -> None:
-        super().__init__(env_params, network_path, work_dir, scenario_name)
+        super().__init__(env_params, network_path, work_dir, scenario_name, **route_options)
         if decision_interval <= 0:
             raise ValueError(f"decision_interval {decision_interval!r} must be > 0 s")
         self.decision_interval = float(decision_interval)
@@ -91,7 +92,7 @@ class PhaseSelectEnv(ScenarioEnv):
         self._pending_by_junction = np.zeros(self.num_signals)
         self._episode_reward = 0.0
         obs, *_ = self._advance()  # warm-up: one interval in the first greens
-        return obs, {"scenario": self.scenario_name}
+        return obs, self.episode_info()
 
     def _advance(self):
         """Run one decision interval; per junction: observation, halting vehicle-seconds, queue,
@@ -133,6 +134,7 @@ class PhaseSelectEnv(ScenarioEnv):
                                 "junction_rewards": rewards.astype(np.float32), "pending": self._pending,
                                 "switches": self.actuator.switches}
         if truncated:
+            info.update(self.episode_info())
             info["episode_metrics"] = self.finish_episode()
             info["episode_reward"] = self._episode_reward
         return obs, reward, False, truncated, info

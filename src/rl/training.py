@@ -98,6 +98,7 @@ def create_vectorized_env(
     max_restarts: int = C.DEFAULT_MAX_ENV_RESTARTS,
     stop_flag: Optional[Callable[[], bool]] = None,
     control_mode: str = "cycle_splits",
+    per_env_kwargs: Optional[Sequence[Mapping[str, Any]]] = None,
     **env_kwargs: Any,
 ) -> VecEnv:
     """One env per params string (a single string is replicated `n_envs` times).
@@ -120,8 +121,10 @@ def create_vectorized_env(
     if control_mode == "cycle_splits":
         kwargs.update(cycle_lengths=cycle_lengths, cycle_strategy=cycle_strategy)
     in_worker = not (len(env_params_list) == 1 or in_process)
+    own = list(per_env_kwargs or [{}] * len(env_params_list))  # e.g. a route-file scenario's rotation
     factories = [
-        make_env_factory(p, Path(network_path), root / f"{k:02d}_{name}", name, kwargs, in_worker, control_mode)
+        make_env_factory(p, Path(network_path), root / f"{k:02d}_{name}", name, {**kwargs, **own[k]}, in_worker,
+                         control_mode)
         for k, (p, name) in enumerate(zip(env_params_list, names))
     ]
     if not in_worker:
