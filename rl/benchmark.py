@@ -37,6 +37,9 @@ from src.tracking.store import resolve_tracking_uri  # noqa: E402
 FAMILY_DIR = REPO_ROOT / "rl/configs/benchmark"
 FAMILY_KEYS = {"network", "train_scenarios", "heldout_scenarios", "algorithm", "reward", "execution", "timesteps",
                "seeds", "repeats", "baselines"}
+#: Optional family keys: `train_overrides` (config key -> value) go to the training script as
+#: its command-line overrides, e.g. a control mode the shared network file does not set.
+OPTIONAL_FAMILY_KEYS = {"train_overrides"}
 #: What the table reports, per controller: mean over held-out scenarios.
 METRICS = ("mean_travel_time", "mean_travel_time_all", "mean_time_loss_all", "completion_rate")
 
@@ -53,7 +56,7 @@ def load_family(name_or_path: str) -> Dict:
         known = ", ".join(sorted(p.stem for p in FAMILY_DIR.glob("*.yaml")))
         raise BenchmarkError(f"--family {name_or_path}: no file {path} (families: {known})")
     family = yaml.safe_load(path.read_text()) or {}
-    missing, unknown = FAMILY_KEYS - set(family), set(family) - FAMILY_KEYS
+    missing, unknown = FAMILY_KEYS - set(family), set(family) - FAMILY_KEYS - OPTIONAL_FAMILY_KEYS
     if missing or unknown:
         raise BenchmarkError(f"{path}: missing keys {sorted(missing)}, unknown keys {sorted(unknown)}")
     family["name"] = path.stem
@@ -78,7 +81,10 @@ def train_seed(family: Dict, seed: int, timesteps: int, out: Path) -> Dict:
                    "--reward", family["reward"], "--execution", family["execution"], "--seed", str(seed),
                    "--timesteps", str(timesteps), "--model-name", f"benchmark_{family['name']}",
                    "--experiment-name", f"benchmark_{family['name']}", "--batch-name", f"seed{seed}",
-                   "--models-dir", str(out / "models")], out / f"train_seed{seed}.log", f"training seed {seed}")
+                   "--models-dir", str(out / "models"),
+                   *[a for key, value in (family.get("train_overrides") or {}).items()
+                     for a in (f"--{key.replace('_', '-')}", str(value))]],
+                  out / f"train_seed{seed}.log", f"training seed {seed}")
     model = re.search(r"final model: (\S+)", output)
     run_id = re.search(r"MLflow run ([0-9a-f]{32})", output)
     if not model:
