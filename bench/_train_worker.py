@@ -76,7 +76,7 @@ def main() -> int:
         print(json.dumps({"store": payload["setup_store"]}))
         return 0
     # Modules both variants need, imported before the clock starts.
-    from src.rl import experiment_config, pipeline, training  # noqa: F401
+    from src.rl import config, pipeline, training  # noqa: F401
     from src.tracking import registry  # noqa: F401
 
     parser = argparse.ArgumentParser()

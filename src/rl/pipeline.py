@@ -25,7 +25,7 @@ from stable_baselines3.common.logger import CSVOutputFormat, HumanOutputFormat
 from src.locations import LocationError, check_writable_dir
 from src.params import ParameterError
 from src.rl.environment import network_dimensions
-from src.rl.experiment_config import ConfigError, load_modular_config, network_params_string, save_experiment
+from src.rl.config import ConfigError, load_modular_config, network_params_string, save_experiment
 from src.rl.training import TrainingResult, build_shared_network, policy_kwargs_from, train_rl_policy
 from src.rl.utils import IncompatibleModelError, load_checked_model, read_model_metadata
 from src.rl.vec_env import EnvWorkerError

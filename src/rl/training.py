@@ -23,11 +23,12 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.utils import ConstantSchedule
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
-from src.cli import parse_simulation_params
+from src.argv import parse_simulation_params
 from src.control.actuator import check_cycle_fits, plan_timing
 from src.network import build_network
 from src.network.phases import read_phase_plans
 from src.rl import constants as C
+from src.rl.config import build_env_params_for_scenario, network_params_string
 from src.rl.environment import TrafficControlEnv, network_dimensions
 from src.rl.normalization import check_normalization_matches, read_normalization, wrap_normalized
 from src.rl.traffic_analysis import resolved_features
@@ -378,8 +379,6 @@ def train_rl_policy(
     `network_dir` reuses a network already built from `config` (else it is built in
     `model_dir/network`).
     """
-    from src.rl.experiment_config import build_env_params_for_scenario, network_params_string
-
     started = time.perf_counter()
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
