@@ -30,9 +30,9 @@ from src.network.phases import read_phase_plans
 from src.rl import constants as C
 from src.rl.config import build_env_params_for_scenario, network_params_string
 from src.rl.environment import TrafficControlEnv, network_dimensions
-from src.rl.normalization import check_normalization_matches, read_normalization, wrap_normalized
+from src.rl.normalization import read_normalization, wrap_normalized
 from src.rl.traffic_analysis import resolved_features
-from src.rl.utils import check_compatible, read_model_metadata, save_model_atomically
+from src.rl.utils import check_compatible, check_normalization_matches, read_model_metadata, save_model_atomically
 from src.rl.vec_env import EnvWorkerError, ResilientSubprocVecEnv, StepAborted, ignore_stop_signals
 
 logger = logging.getLogger(__name__)

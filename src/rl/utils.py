@@ -14,6 +14,8 @@ import zipfile
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
+from src.rl.normalization import NORMALIZATION_NAME, normalization_state, read_normalization
+
 METADATA_NAME = "traffic_rl_metadata.json"
 
 
@@ -76,8 +78,6 @@ def save_model_atomically(model: Any, path: Path, metadata: Mapping[str, Any]) -
     When the model's env is a `VecNormalize`, its statistics go into the same zip, so every
     checkpoint, final and best model carries the statistics it was trained with.
     """
-    from src.rl.normalization import NORMALIZATION_NAME, normalization_state
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.stem}.partial-{os.getpid()}.zip")
@@ -129,7 +129,15 @@ def load_checked_model(path: Path, observation_size: int, action_size: int, wher
                     f"{where}: {key} cannot change when resuming (the model has {name[0]}, the config asks for "
                     f"{name[1]}); set it back in the algorithm file or start a new model")
     if normalize_observations is not None:
-        from src.rl.normalization import check_normalization_matches, read_normalization
-
         check_normalization_matches(read_normalization(Path(path)), normalize_observations, where)
     return metadata
+
+
+def check_normalization_matches(state: Optional[Mapping[str, Any]], normalize_observations: bool, where: str) -> None:
+    """A policy cannot switch between raw and normalised observations when resumed."""
+    saved = bool(state and state.get("normalize_observations"))
+    if saved != bool(normalize_observations):
+        raise IncompatibleModelError(
+            f"{where}: normalize_observations cannot change when resuming (the model was trained with "
+            f"{str(saved).lower()}, the config asks for {str(bool(normalize_observations)).lower()}); set it back in "
+            "the algorithm file or start a new model")
