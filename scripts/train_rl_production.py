@@ -18,7 +18,8 @@ if str(REPO_ROOT) not in sys.path:  # works without the package installed (conda
     sys.path.insert(0, str(REPO_ROOT))
 
 from src.rl.config import ConfigError, load_experiment  # noqa: E402
-from src.rl.pipeline import EXIT_USER_ERROR, OneLineParser, add_common_arguments, main, overrides_from  # noqa: E402
+from src.rl.pipeline import main  # noqa: E402
+from src.rl.train_args import EXIT_USER_ERROR, OneLineParser, add_common_arguments, overrides_from  # noqa: E402
 
 
 def run() -> int:

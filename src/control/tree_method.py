@@ -97,7 +97,6 @@ import numpy as np
 
 from src.control.actuator import CycleTiming
 from src.control.base import CycleMeasurement, LaneInfo, SignalController
-from src.network.netfile import read_net
 from src.network.phases import PhasePlan
 from src.params import DEFAULT_TREE_METHOD_SPEED_FACTOR
 
@@ -283,6 +282,8 @@ class Topology:
     @classmethod
     def from_net(cls, net_file: Path, plans: Mapping[str, PhasePlan]) -> "Topology":
         """Every road edge and connection of the network, at every junction."""
+        from src.network.netfile import read_net
+
         info = read_net(Path(net_file))
         roads = set(info.road_edges())
         lanes = {e: [f"{e}_{k}" for k in range(info.edges[e].num_lanes)] for e in roads}
