@@ -20,7 +20,7 @@ from src.network import validate_network_params
 from src.sumo_integration.sumocfg import StudyConfig, read_sumocfg
 
 PROG = "python -m src.cli"
-#: What the command line of a parameter means (`--help`), where the field table does not say it.
+#: What a number option says of a token that is not a number (its bounds come with the params).
 _KIND_WORD = {int: "an integer", float: "a number"}
 
 

@@ -389,15 +389,24 @@ class ControlParams:
         return int(self.cycle_length) if self.cycle_length is not None else DEFAULT_CYCLE_LENGTH
 
 
-def check_signal_timing(network: NetworkParams, yellow_time: Any, min_green: Any, cycle_length: Any) -> None:
+def check_generated_yellow(network: NetworkParams, yellow_time: int) -> None:
     """Generated programs need a yellow of at least 1 s; kept programs bring their own transitions."""
-    lowest_yellow = 0 if resolved_signal_programs(network) == KEEP_PROGRAMS else 1
-    for name, value, low in (("yellow_time", yellow_time, lowest_yellow), ("min_green", min_green, 1),
-                             ("cycle_length", cycle_length, 1)):
+    if yellow_time < 1 and resolved_signal_programs(network) != KEEP_PROGRAMS:
+        raise field_error("yellow_time", yellow_time, ValueProblem("expected an integer >= 1 (generated programs)",
+                                                                   f"got {yellow_time}"))
+
+
+def check_signal_timing(network: NetworkParams, yellow_time: Any, min_green: Any, cycle_length: Any) -> None:
+    """Signal timing given as plain values (the network builder's arguments), checked as
+    `ControlParams` checks them, plus the yellow of generated programs."""
+    for name, value in (("yellow_time", yellow_time), ("min_green", min_green), ("cycle_length", cycle_length)):
         try:
-            integer(low)(value)
+            if value is None:
+                raise ValueProblem("a value is needed to build the programs")
+            FIELDS[name].check(value)
         except ValueProblem as problem:
             raise field_error(name, value, problem) from None
+    check_generated_yellow(network, yellow_time)
 
 
 @dataclass(frozen=True)
@@ -415,8 +424,7 @@ class SimulationParams:
 
     def __post_init__(self) -> None:
         _check_fields(self, "run")
-        c = self.control
-        check_signal_timing(self.network, c.yellow_time, c.min_green, c.cycle_length_or_default)
+        check_generated_yellow(self.network, self.control.yellow_time)
 
 
 def period_of_hour(hour_of_day: float) -> str:

@@ -10,6 +10,7 @@ from src.rl.config.experiment import (
     network_params,
     network_params_string,
     scenario_params,
+    shared_params,
     validate_experiment,
 )
 from src.rl.config.loader import load_experiment, load_modular_config, save_experiment
@@ -26,5 +27,6 @@ __all__ = [
     "network_params_string",
     "save_experiment",
     "scenario_params",
+    "shared_params",
     "validate_experiment",
 ]

@@ -189,8 +189,9 @@ def network_params(config: ExperimentConfig) -> P.NetworkParams:
         raise _config_error(config, err) from None
 
 
-def _signal_timing(config: ExperimentConfig, traffic_control: str = "tree_method") -> P.ControlParams:
-    return P.ControlParams(traffic_control=traffic_control, cycle_length=config.cycle_lengths[0],
+def _signal_timing(config: ExperimentConfig) -> P.ControlParams:
+    """The network file's timing (programs built on the first cycle length), Tree Method for a replay."""
+    return P.ControlParams(traffic_control="tree_method", cycle_length=config.cycle_lengths[0],
                            min_green=config.min_green, yellow_time=config.yellow_time,
                            decision_interval=config.decision_interval)
 
@@ -207,20 +208,33 @@ def _complete_scenario(config: ExperimentConfig, scenario: Any, source: str) -> 
     return {"name": name, **{k: scenario.get(k, default) for k, default in S.DEFAULT_SCENARIO.items()}}
 
 
-def scenario_params(config: ExperimentConfig, scenario: Mapping[str, Any], network: Optional[P.NetworkParams] = None,
+Shared = Tuple[P.NetworkParams, P.ControlParams]
+
+
+def shared_params(config: ExperimentConfig) -> Shared:
+    """The network and the signal timing every scenario of `config` shares, made (checked) once."""
+    network = network_params(config)
+    try:
+        return network, _signal_timing(config)
+    except P.ParameterError as err:
+        raise _config_error(config, err) from None
+
+
+def scenario_params(config: ExperimentConfig, scenario: Mapping[str, Any], shared: Optional[Shared] = None,
                     source: Optional[str] = None) -> P.SimulationParams:
     """The typed params of one scenario of `config`: the shared network, the scenario's traffic,
     `end_time` and `sumo_seed` of the execution file, the network file's signal timing, and
     `tree_method` as the controller a replay runs (the RL env ignores it).
 
     Missing traffic keys take the engine's defaults. ConfigError names the scenario and key.
+    `shared` (from `shared_params`) saves making the network's params again for each scenario.
     """
     source = source or source_of(config, "scenarios")
     entry = _complete_scenario(config, scenario, source)
-    network = network or network_params(config)
+    network, control = shared or shared_params(config)
     try:
         traffic = P.TrafficParams(end_time=config.end_time, **{k: entry[k] for k in S.DEFAULT_SCENARIO})
-        return P.SimulationParams(network, traffic, _signal_timing(config), sumo_seed=config.sumo_seed)
+        return P.SimulationParams(network, traffic, control, sumo_seed=config.sumo_seed)
     except P.ParameterError as err:
         raise _config_error(config, err, entry, source) from None
 
@@ -230,8 +244,8 @@ def network_params_string(config: ExperimentConfig) -> str:
 
     `--cycle-length` is the first of `cycle_lengths`.
     """
-    params = P.SimulationParams(network_params(config), P.TrafficParams(end_time=config.end_time),
-                                _signal_timing(config))
+    network, timing = shared_params(config)
+    params = P.SimulationParams(network, P.TrafficParams(), timing)  # traffic is not written out
     return to_command_line(params, (*_NETWORK_FIELDS, "cycle_length", "min_green", "yellow_time"))
 
 
@@ -261,16 +275,16 @@ def eval_scenario_entries(config: ExperimentConfig) -> List[Dict[str, Any]]:
     S.check_keys(data, S.SCENARIOS_FILE_KEYS, f"scenarios file {path}", "the scenarios file")
     source = f"scenarios file {path} (eval_scenarios)"
     scenarios = S.check_scenarios(data.get("scenarios"), source)
-    network = network_params(config)
+    shared = shared_params(config)
     for scenario in scenarios:
-        scenario_params(config, scenario, network, source)
+        scenario_params(config, scenario, shared, source)
     return scenarios
 
 
-def _check_scenarios_params(config: ExperimentConfig, network: P.NetworkParams) -> None:
+def _check_scenarios_params(config: ExperimentConfig, shared: Shared) -> None:
     source = source_of(config, "scenarios")
     for scenario in config.scenarios:
-        traffic = scenario_params(config, scenario, network, source).traffic
+        traffic = scenario_params(config, scenario, shared, source).traffic
         for key in S.SCENARIO_TRAFFIC_KEYS:
             scenario[key] = _as_config_value(scenario[key], getattr(traffic, key))
 
@@ -306,16 +320,15 @@ def validate_experiment(config: ExperimentConfig) -> None:
     for key in S.KEY_CHECKS:
         setattr(config, key, S.check_value(key, getattr(config, key), source_of(config, key)))
     config.scenarios = S.check_scenarios(config.scenarios, source_of(config, "scenarios"))
-    network = network_params(config)
+    network, timing = shared = shared_params(config)
     for name in _NETWORK_FIELDS:
         setattr(config, name, _as_config_value(getattr(config, name), getattr(network, name)))
     try:
-        timing = _signal_timing(config)
         validate_network_params(network, timing.yellow_time, timing.min_green, timing.cycle_length_or_default)
     except P.ParameterError as err:  # without a field: the grid refused the junctions to remove
         err.field = err.field or "junctions_to_remove"
         raise _config_error(config, err) from None
-    _check_scenarios_params(config, network)
+    _check_scenarios_params(config, shared)
     S.check_reward(config.reward_function, config.reward_params, source_of(config, "reward_function"))
     _check_cross_keys(config)
     eval_scenario_entries(config)
