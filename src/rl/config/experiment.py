@@ -320,6 +320,13 @@ def validate_experiment(config: ExperimentConfig) -> None:
     for key in S.KEY_CHECKS:
         setattr(config, key, S.check_value(key, getattr(config, key), source_of(config, key)))
     config.scenarios = S.check_scenarios(config.scenarios, source_of(config, "scenarios"))
+    check_combination(config)
+
+
+def check_combination(config: ExperimentConfig) -> None:
+    """What `validate_experiment` checks beyond each RL key and the scenario list's shape (which
+    the loader checks where it reads them): the simulation params of the network and of every
+    scenario, the grid, the reward's parameters and the keys that depend on each other."""
     network, timing = shared = shared_params(config)
     for name in _NETWORK_FIELDS:
         setattr(config, name, _as_config_value(getattr(config, name), getattr(network, name)))

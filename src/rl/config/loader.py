@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 from src.rl.config import schema as S
-from src.rl.config.experiment import ExperimentConfig, validate_experiment
+from src.rl.config.experiment import ExperimentConfig, check_combination
 from src.rl.config.schema import ConfigError
 from src.rl.config.yaml_format import dump_mapping, read_mapping
 from src.validation import got, suggest
@@ -52,7 +52,7 @@ def _finish(values: Dict[str, Any], scenarios: Any, scenario_source: str, origin
     origins = dict(origins, scenarios=scenario_source)
     checked = S.check_scenarios(scenarios, scenario_source)
     config = ExperimentConfig(**values, scenarios=checked, source_files=source_files, key_sources=origins)
-    validate_experiment(config)
+    check_combination(config)  # each key was checked where it was read
     return config
 
 
