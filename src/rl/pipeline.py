@@ -39,6 +39,10 @@ from src.tracking.tracker import NullTracker, Tracker
 
 logger = logging.getLogger(__name__)
 
+class UserError(Exception):
+    """A mistake the user can fix (config, path, URI, incompatible model): printed as one line."""
+
+
 class TrainingInterrupted(Exception):
     """SIGTERM/SIGINT arrived before training started: nothing was trained, nothing to save."""
 

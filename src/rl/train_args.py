@@ -44,10 +44,6 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(EXIT_USER_ERROR, f"error: {message} (see --help)\n")
 
 
-class UserError(Exception):
-    """A mistake the user can fix (config, path, URI, incompatible model): printed as one line."""
-
-
 def optional(kind):
     """Parse a value, or None for an empty string (how `mlflow run` passes an unset param)."""
 
