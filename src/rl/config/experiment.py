@@ -133,7 +133,8 @@ class ExperimentConfig:
 
     def env_params_strings(self) -> List[str]:
         """One env-params string per scenario, in scenario order."""
-        return [build_env_params_for_scenario(self, s) for s in self.scenarios]
+        shared = shared_params(self)
+        return [build_env_params_for_scenario(self, s, shared) for s in self.scenarios]
 
 
 _META_FIELDS = ("source_files", "key_sources")
@@ -249,10 +250,11 @@ def network_params_string(config: ExperimentConfig) -> str:
     return to_command_line(params, (*_NETWORK_FIELDS, "cycle_length", "min_green", "yellow_time"))
 
 
-def build_env_params_for_scenario(config: ExperimentConfig, scenario: Mapping[str, Any]) -> str:
+def build_env_params_for_scenario(config: ExperimentConfig, scenario: Mapping[str, Any],
+                                  shared: Optional[Shared] = None) -> str:
     """A complete `src.cli` command line for one scenario of `config` (see `scenario_params`):
     `python -m src.cli <string>` replays the scenario with the `tree_method` baseline."""
-    return to_command_line(scenario_params(config, scenario))
+    return to_command_line(scenario_params(config, scenario, shared))
 
 
 # --- validation ----------------------------------------------------------------------------------
