@@ -15,7 +15,7 @@ import time
 def main() -> int:
     started = time.perf_counter()
     payload = json.loads(sys.argv[1])
-    from src.cli import create_argument_parser, params_from_args
+    from src.argv import create_argument_parser, params_from_args
     import src.orchestration.simulation as orchestration
 
     captured = {}

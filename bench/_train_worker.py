@@ -76,11 +76,11 @@ def main() -> int:
         print(json.dumps({"store": payload["setup_store"]}))
         return 0
     # Modules both variants need, imported before the clock starts.
-    from src.rl import experiment_config, pipeline, training  # noqa: F401
+    from src.rl import config, pipeline, train_args, training  # noqa: F401
     from src.tracking import registry  # noqa: F401
 
     parser = argparse.ArgumentParser()
-    pipeline.add_common_arguments(parser)
+    train_args.add_common_arguments(parser)
     parser.add_argument("--all-scenarios", dest="all_scenarios", action="store_true")
     parser.add_argument("--single-env", dest="single_env", action="store_true")
     args = parser.parse_args(payload["argv"])

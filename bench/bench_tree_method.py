@@ -40,7 +40,7 @@ def main() -> int:
     import logging
 
     logging.basicConfig(level=logging.WARNING)
-    from src.cli import parse_simulation_params
+    from src.argv import parse_simulation_params
     from src.control import LaneInfo, LaneSampler, SignalActuator, create_controller, run_cycle
     from src.control.actuator import CycleTiming
     from src.network.phases import read_phase_plans

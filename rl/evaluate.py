@@ -36,7 +36,7 @@ if str(REPO_ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(REPO_ROOT))
 
 from src.locations import LocationError, check_writable_dir  # noqa: E402  (after the path set-up above)
-from src.rl.pipeline import optional  # noqa: E402
+from src.rl.train_args import optional  # noqa: E402
 
 DEFAULT_CONTROLLERS = "fixed,actuated,max_pressure,tree_method"
 

@@ -17,8 +17,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # works without the package installed (conda env, any cwd)
     sys.path.insert(0, str(REPO_ROOT))
 
-from src.rl.experiment_config import ConfigError, load_experiment  # noqa: E402
-from src.rl.pipeline import EXIT_USER_ERROR, OneLineParser, add_common_arguments, main, overrides_from  # noqa: E402
+from src.rl.config import ConfigError, load_experiment  # noqa: E402
+from src.rl.pipeline import main  # noqa: E402
+from src.rl.train_args import EXIT_USER_ERROR, OneLineParser, add_common_arguments, overrides_from  # noqa: E402
 
 
 def run() -> int:

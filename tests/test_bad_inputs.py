@@ -141,7 +141,7 @@ CASES: Dict[str, Tuple[Callable[[Path], List[str]], str]] = {
 
 
 def _server_parser():
-    from src.rl.pipeline import OneLineParser, add_common_arguments
+    from src.rl.train_args import OneLineParser, add_common_arguments
 
     parser = OneLineParser(prog="rl/server/train.py")
     add_common_arguments(parser)

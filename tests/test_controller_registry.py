@@ -13,9 +13,10 @@ import pandas as pd
 import pytest
 
 from conftest import REPO_ROOT, TINY_CONTROL, TINY_NETWORK, python, subprocess_env
-from src.control import SignalController, controller_names, create_controller, proportions_to_durations
+from src.control import SignalController, proportions_to_durations
 from src.control.base import CycleMeasurement
 from src.control.registry import PLUGINS_ENV, UnknownControllerError
+from src.controllers import controller_names, create_controller
 
 
 class FirstPhaseFirstController(SignalController):

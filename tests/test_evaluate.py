@@ -47,7 +47,7 @@ def scenarios_file(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
     """A PPO policy trained for 32 steps on the tiny grid (one env, in this process)."""
-    from src.rl.experiment_config import load_modular_config
+    from src.rl.config import load_modular_config
     from src.rl.training import train_rl_policy
 
     config = load_modular_config(NETWORK, CONFIGS / "scenarios/small_mixed.yaml", CONFIGS / "algorithm/ppo_small.yaml",
@@ -138,7 +138,7 @@ def run_script(args, **kwargs) -> subprocess.CompletedProcess:
 
 
 def test_given_network_and_route_files(tmp_path):
-    from src.cli import parse_simulation_params
+    from src.argv import parse_simulation_params
     from src.orchestration.simulation import run_simulation
 
     files = tmp_path / "files"

@@ -11,9 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from src.cli import parse_simulation_params
+from src import params as P
+from src.argv import parse_simulation_params
 from src.rl import constants as C
-from src.rl.experiment_config import (
+from src.rl.config import schema as S
+from src.tracking.run import flatten
+from src.rl.config import (
     ConfigError,
     ExperimentConfig,
     build_env_params_for_scenario,
@@ -86,7 +89,7 @@ def test_repository_files_load_into_a_valid_config():
     assert second["routing_strategy"] == "shortest 70 realtime 30"
     assert second["vehicle_types"] == "passenger 90 public 10"
     assert second["start_time_hour"] == 7.0
-    assert all(set(s) == C.SCENARIO_KEYS for s in config.scenarios)  # completed with defaults
+    assert all(set(s) == S.SCENARIO_KEYS for s in config.scenarios)  # completed with defaults
     # algorithm
     assert config.learning_rate == 1e-4 and isinstance(config.learning_rate, float)
     assert config.lr_final == 5e-6
@@ -187,7 +190,7 @@ def test_unknown_key_suggests_close_match(tmp_path):
 
 
 @pytest.mark.parametrize("group,data,key,expected", [
-    ("network", {"grid_dimension": "6"}, "grid_dimension", "expected an integer >= 1, got str '6'"),
+    ("network", {"grid_dimension": "6"}, "grid_dimension", "expected an integer 2-26, got str '6'"),
     ("network", {"grid_dimension": True}, "grid_dimension", "got bool"),
     ("network", {"cycle_lengths": 90}, "cycle_lengths", "expected a non-empty list"),
     ("network", {"signal_programs": "oposites"}, "signal_programs", "did you mean 'opposites'"),
@@ -311,25 +314,21 @@ def test_net_file_relative_to_network_file(tmp_path):
     assert "--net-file" in message and "missing.net.xml" in message
 
 
-# --- registries written elsewhere (checked only where they exist) ------------------------------
+# --- names of the reward and feature registries ------------------------------------------------
 
 
 def test_reward_names_and_params_are_checked(tmp_path):
-    known = C._known_rewards()
-    if known is None:
-        pytest.skip("src.rl.reward is not importable")
+    known = S.known_rewards()
     message = error_of(files_with(tmp_path, "reward", {"reward_function": "throughputt"}))
     assert "bad_reward.yaml" in message and "key 'reward_function'" in message and "did you mean 'throughput'" in message
-    if known.get("empirical") is not None:
-        message = error_of(files_with(tmp_path, "reward", {"reward_function": "empirical", "reward_params": {"sclae": 1}}))
-        assert "key 'reward_params'" in message and "'sclae'" in message and "allowed:" in message
+    assert known["empirical"] == {"throughput_weight", "waiting_weight", "speed_weight"}
+    message = error_of(files_with(tmp_path, "reward", {"reward_function": "empirical", "reward_params": {"sclae": 1}}))
+    assert "key 'reward_params'" in message and "'sclae'" in message and "allowed:" in message
     message = error_of(files_with(tmp_path, "reward", {"reward_function": "empirical", "reward_params": {"x": "big"}}))
     assert "key 'reward_params'" in message and "expected a number" in message
 
 
 def test_feature_names_are_checked(tmp_path):
-    if C._known_features() is None:
-        pytest.skip("src.rl.traffic_analysis is not importable")
     message = error_of(files_with(tmp_path, "algorithm", {"features": {"edge": ["speed_ratio", "sped"]}}))
     assert "bad_algorithm.yaml" in message and "key 'features'" in message and "unknown edge feature 'sped'" in message
     message = error_of(files_with(tmp_path, "algorithm", {"features": {"edges": ["speed_ratio"]}}))
@@ -340,9 +339,7 @@ def test_feature_names_are_checked(tmp_path):
 
 
 def test_default_features_exist_in_registry():
-    registries = C._known_features()
-    if registries is None:
-        pytest.skip("src.rl.traffic_analysis is not importable")
+    registries = S.known_features()
     for group, names in C.DEFAULT_FEATURES.items():
         assert set(names) <= registries[group]
 
@@ -377,7 +374,7 @@ def test_env_params_quote_values_and_take_defaults():
     config = load_repo(execution="quick_test")
     text = build_env_params_for_scenario(config, {"name": "partial", "num_vehicles": 300})
     tokens = shlex.split(text)
-    assert tokens[tokens.index("--routing_strategy") + 1] == C.DEFAULT_ROUTING_STRATEGY
+    assert tokens[tokens.index("--routing_strategy") + 1] == P.DEFAULT_ROUTING_STRATEGY
     params = parse_simulation_params(text)
     assert params.traffic.num_vehicles == 300 and params.traffic.end_time == 900
 
@@ -401,7 +398,7 @@ def test_network_params_string_has_only_network_options():
 def test_validate_experiment_on_a_built_config():
     config = ExperimentConfig(scenarios=[{"name": "only", "num_vehicles": 200}], block_size_m=150)
     validate_experiment(config)
-    assert config.block_size_m == 150.0 and set(config.scenarios[0]) == C.SCENARIO_KEYS
+    assert config.block_size_m == 150.0 and set(config.scenarios[0]) == S.SCENARIO_KEYS
     with pytest.raises(ConfigError, match="scenario list is empty"):
         validate_experiment(ExperimentConfig())
     with pytest.raises(ConfigError, match=r"config: key 'n_steps': expected an integer"):
@@ -466,7 +463,7 @@ def test_save_load_round_trip(tmp_path, loader):
     again = load_experiment(path)
     assert again == config
     assert again.to_dict() == config.to_dict()
-    assert again.flatten() == config.flatten()
+    assert flatten(again.to_dict()) == flatten(config.to_dict())
     assert [build_env_params_for_scenario(again, s) for s in again.scenarios] == config.env_params_strings()
 
 
@@ -482,19 +479,19 @@ def test_round_trip_of_unusual_values(tmp_path):
 
 
 def test_flatten_for_mlflow():
-    flat = load_repo().flatten()
+    flat = flatten(load_repo().to_dict())  # what the training pipeline logs as the run's params
     assert flat["scenarios.0.name"] == "heavy_realtime_s1"
-    assert flat["scenarios.1.num_vehicles"] == 25000
-    assert flat["learning_rate"] == 1e-4
+    assert flat["scenarios.1.num_vehicles"] == "25000"
+    assert float(flat["learning_rate"]) == 1e-4
     assert flat["net_arch"] == "[256, 256]"
-    assert flat["features.edge"].startswith("[speed_ratio")
+    assert flat["features.edge"].startswith("['speed_ratio")
     assert all(isinstance(k, str) and len(k) < 250 for k in flat)
     assert all(not isinstance(v, (list, dict)) for v in flat.values())
 
 
 def test_grouped_dict_uses_each_file_key_set():
     grouped = load_repo().to_grouped_dict()
-    assert list(grouped) == list(C.CONFIG_GROUPS)
+    assert list(grouped) == list(S.CONFIG_GROUPS)
     for group, values in grouped.items():
-        assert set(values) <= C.GROUP_KEYS[group]
-    assert set().union(*map(set, grouped.values())) == C.EXPERIMENT_FILE_KEYS
+        assert set(values) <= S.GROUP_KEYS[group]
+    assert set().union(*map(set, grouped.values())) == S.EXPERIMENT_FILE_KEYS

@@ -205,14 +205,14 @@ def test_an_error_after_the_run_opens_ends_it_failed(tmp_path, mlflow_store, mon
     """A crash between opening the run and training (here: the env cannot be built) is FAILED."""
     import argparse
 
-    from src.rl import pipeline
+    from src.rl import pipeline, train_args
 
     def broken(*args, **kwargs):
         raise RuntimeError("SUMO could not start")
 
     monkeypatch.setattr(pipeline, "train_rl_policy", broken)
     parser = argparse.ArgumentParser()
-    pipeline.add_common_arguments(parser)
+    train_args.add_common_arguments(parser)
     files = write_scenarios(tmp_path / "s.yaml", TWO_SCENARIOS[:1])
     args = parser.parse_args([*QUICK, "--scenarios", str(files), "--models-dir", str(tmp_path / "m")])
     with pytest.raises(RuntimeError):

@@ -12,7 +12,7 @@ from typing import Dict, List
 import numpy as np
 import pytest
 
-from src.cli import parse_simulation_params
+from src.argv import parse_simulation_params
 from src.network import build_network, read_phase_plans
 from src.network.netfile import read_net
 from src.params import NetworkParams, ParameterError

@@ -13,7 +13,7 @@ import pytest
 from conftest import REPO_ROOT, tiny_scenario
 from src.network.phases import read_phase_plans
 from src.rl.environment import TrafficControlEnv
-from src.rl.experiment_config import build_env_params_for_scenario, load_modular_config
+from src.rl.config import build_env_params_for_scenario, load_modular_config
 from src.rl.normalization import NORMALIZATION_NAME, ObservationNormalizer, read_normalization
 from src.rl.reward import compute_reward, resolve_reward_params
 from src.rl.training import train_rl_policy

@@ -90,7 +90,7 @@ def test_no_yellow_where_the_program_has_none():
 
 @pytest.mark.parametrize("vehicles", [900])
 def test_beats_fixed_time_on_delay_on_a_small_grid(tmp_path, vehicles):
-    from src.cli import parse_simulation_params
+    from src.argv import parse_simulation_params
     from src.orchestration.simulation import run_simulation
 
     base = ("--network-seed 3 --grid_dimension 3 --block_size_m 150 --lane_count 2 --signal-programs opposites "

@@ -10,7 +10,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from conftest import tiny_scenario
-from src.cli import parse_simulation_params
+from src.argv import parse_simulation_params
 from src.orchestration.simulation import run_simulation
 from src.rl.junction_observation import PER_PHASE, junction_observation_size
 from src.rl.junction_vec_env import JunctionVecEnv
@@ -19,7 +19,7 @@ from src.rl.phase_env import PhaseSelectEnv
 from src.rl.reward import junction_rewards, resolve_reward_params
 from src.rl.training import train_rl_policy
 from src.rl.utils import IncompatibleModelError, read_model_metadata
-from src.rl.experiment_config import build_env_params_for_scenario
+from src.rl.config import build_env_params_for_scenario
 from test_learning_signal import small_config
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import CONFIG_FILES as DEFAULTS
 from conftest import REPO_ROOT
-from src.rl.experiment_config import load_modular_config
+from src.rl.config import load_modular_config
 
 CONFIGS = REPO_ROOT / "rl/configs"
 SHIPPED = [(role, path) for role in DEFAULTS for path in sorted((CONFIGS / role).glob("*.yaml"))]

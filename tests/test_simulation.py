@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO_ROOT, python, tiny_scenario
-from src.cli import parse_simulation_params
+from src.argv import parse_simulation_params
 from src.control.actuator import CycleTiming, proportions_to_durations
 from src.metrics import compute_trip_metrics
 from src.orchestration.simulation import run_simulation

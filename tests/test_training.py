@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO_ROOT, python
-from src.rl.experiment_config import build_env_params_for_scenario, load_modular_config
+from src.rl.config import build_env_params_for_scenario, load_modular_config
 from src.rl.training import learning_rate_at, train_rl_policy
 from src.rl.utils import IncompatibleModelError, read_model_metadata
 

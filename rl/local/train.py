@@ -14,7 +14,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:  # works without the package installed (conda env, any cwd)
     sys.path.insert(0, str(REPO_ROOT))
 
-from src.rl.pipeline import OneLineParser, add_common_arguments, main  # noqa: E402
+from src.rl.pipeline import main  # noqa: E402
+from src.rl.train_args import OneLineParser, add_common_arguments  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:

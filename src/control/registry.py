@@ -1,11 +1,12 @@
-"""Controller name -> class: adding a controller is one module and one line in `BUILTIN`.
+"""Controller name -> class: adding an engine controller is one module and one line in `BUILTIN`.
 
-Classes are named as "module:Class" and imported on first use, so a controller with heavy
-imports (torch for `rl`) costs nothing until it runs, and the engine names `src.rl` here
-openly instead of importing it out of sight. Controllers of your own, outside this
-repository, plug in without editing it through the environment variable
-`SIGNAL_CONTROLLERS="name=package.module:Class,..."` (read in every process, so evaluation
-workers see them too) or `register_controller` in the same process.
+Classes are named as "module:Class" and imported on first use, so a controller costs
+nothing until it runs. `BUILTIN` holds only the controllers of `src/control`; the trained
+policy (`rl`) is registered by `src/controllers.py`, above both packages, so the engine never
+imports `src.rl`. Controllers of your own, outside this repository, plug in without editing
+it through the environment variable `SIGNAL_CONTROLLERS="name=package.module:Class,..."`
+(read in every process, so evaluation workers see them too) or `register_controller` in the
+same process.
 
 A controller class takes `(plans, timing, **options)`; the options it needs from a run (a
 model path, the net file, ...) come from its classmethod `run_options(params, network)`.
@@ -23,7 +24,6 @@ BUILTIN: Dict[str, str] = {
     "max_pressure": "src.control.max_pressure:MaxPressureController",
     "max_pressure_cycle": "src.control.max_pressure:MaxPressureCycleController",
     "tree_method": "src.control.tree_method:TreeMethodController",
-    "rl": "src.rl.controller:RLController",
 }
 PLUGINS_ENV = "SIGNAL_CONTROLLERS"
 

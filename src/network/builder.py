@@ -24,14 +24,15 @@ from src.network.land_use import LandUse, edge_land_use_weights, generate_land_u
 from src.network.netfile import NetInfo, edge_roles, read_net, shortest_edge_path, successor_map
 from src.network.signals import Program, build_programs, strip_header, write_programs, write_tll_file
 from src.params import (
-    ATTRACTIVENESS_METHODS,
+    DEFAULT_CYCLE_LENGTH,
+    DEFAULT_MIN_GREEN,
+    DEFAULT_YELLOW_TIME,
     KEEP_PROGRAMS,
+    MAX_LAND_USE_CELLS,
     PERIOD_NAMES,
-    SIGNAL_PROGRAMS,
     NetworkParams,
+    check_signal_timing,
     invalid_value,
-    parse_junctions_to_remove,
-    parse_lane_count,
     resolved_attractiveness,
     resolved_signal_programs,
 )
@@ -42,8 +43,6 @@ LAND_USE_FILE = "land_use.json"
 LAND_USE_POLY_FILE = "land_use.poly.xml"
 POISSON_LAMBDA = 5.0  # mean of the per-edge weights of `--attractiveness poisson` (plus 1)
 MIN_WEIGHT = 1e-3  # floor of every attractiveness weight: all edges stay possible ends
-MAX_LAND_USE_CELLS = 4_000_000
-MAX_GRID_DIMENSION = 26  # junction IDs use one column letter
 
 # Independent random streams drawn from network_seed (removal uses network_seed itself).
 _STREAM_LAND_USE, _STREAM_POISSON, _STREAM_LANES = 1, 2, 3
@@ -58,65 +57,18 @@ class _Checked:
     net_file: Optional[Path]
 
 
-def _positive_number(option: str, value: object) -> float:
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise invalid_value(option, value, "a positive number is required") from None
-    if not math.isfinite(number) or number <= 0:
-        raise invalid_value(option, value, "a positive number is required")
-    return number
-
-
 def validate_network_params(
-    params: NetworkParams, yellow_time: int = 3, min_green: int = 5, cycle_length: int = 90
+    params: NetworkParams, yellow_time: int = DEFAULT_YELLOW_TIME, min_green: int = DEFAULT_MIN_GREEN,
+    cycle_length: int = DEFAULT_CYCLE_LENGTH,
 ) -> _Checked:
-    """Every check of the network options; raises ParameterError with a one-line message."""
-    seed = params.network_seed
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise invalid_value("--network-seed", seed, "an integer >= 0 is required")
-    programs = resolved_signal_programs(params)
-    if programs not in SIGNAL_PROGRAMS:
-        raise invalid_value("--signal-programs", programs, f"allowed: {', '.join(SIGNAL_PROGRAMS)}")
-    if programs == KEEP_PROGRAMS and params.net_file is None:
-        raise invalid_value("--signal-programs", programs, "keeping programs needs --net-file; a grid gets generated ones")
-    attractiveness = resolved_attractiveness(params)
-    if attractiveness not in ATTRACTIVENESS_METHODS:
-        raise invalid_value("--attractiveness", attractiveness, f"allowed: {', '.join(ATTRACTIVENESS_METHODS)}")
-    _positive_number("--land_use_block_size_m", params.land_use_block_size_m)
-    # kept programs bring their own transitions (a study's may have no yellow at all)
-    lowest_yellow = 0 if programs == KEEP_PROGRAMS else 1
-    for option, value, low in (("--yellow-time", yellow_time, lowest_yellow), ("--min-green", min_green, 1),
-                               ("--cycle-length", cycle_length, 1)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            raise invalid_value(option, value, f"an integer >= {low} is required")
-    removal = parse_junctions_to_remove(params.junctions_to_remove) \
-        if not isinstance(params.junctions_to_remove, (int, tuple, list)) else params.junctions_to_remove
-    if isinstance(removal, list):
-        removal = tuple(removal)
-    lane_count = parse_lane_count(params.lane_count)
+    """The checks that need the grid itself (which junctions exist and can go) and the signal
+    timing the programs are built with; `params` checked its own values when it was made."""
+    check_signal_timing(params, yellow_time, min_green, cycle_length)
     if params.net_file is not None:
-        net_file = Path(params.net_file)
-        if not net_file.is_file():
-            raise invalid_value("--net-file", str(params.net_file), "an existing SUMO .net.xml file is required")
-        if removal not in (0, ()):
-            raise invalid_value("--junctions_to_remove", removal, "junctions can only be removed from a generated grid, "
-                        "not from --net-file (use 0)")
-        return _Checked(lane_count=lane_count, removal=0, net_file=net_file)
-    dim = params.grid_dimension
-    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or not 2 <= dim <= MAX_GRID_DIMENSION:
-        raise invalid_value("--grid_dimension", dim, f"an integer 2-{MAX_GRID_DIMENSION} is required")
-    block = _positive_number("--block_size_m", params.block_size_m)
-    cells = math.ceil((dim * block) / float(params.land_use_block_size_m)) ** 2
-    if cells > MAX_LAND_USE_CELLS:
-        raise invalid_value("--land_use_block_size_m", params.land_use_block_size_m,
-                    f"gives {cells} cells over a {dim * block:g} m network; at most {MAX_LAND_USE_CELLS}, use larger cells")
-    if programs == "partial_opposites" and lane_count == 1:
-        raise invalid_value("--lane_count", params.lane_count,
-                    "--signal-programs partial_opposites needs 2+ lanes (separate left-turn lane); "
-                    "use 2-5, random or realistic")
-    grid_mod.choose_removed_junctions(int(dim), removal, int(seed))  # validates IDs/count/connectivity
-    return _Checked(lane_count=lane_count, removal=removal, net_file=None)
+        return _Checked(lane_count=params.lane_count, removal=0, net_file=Path(params.net_file))
+    removal = params.junctions_to_remove
+    grid_mod.choose_removed_junctions(int(params.grid_dimension), removal, int(params.network_seed))
+    return _Checked(lane_count=params.lane_count, removal=removal, net_file=None)
 
 
 # --- shared steps ----------------------------------------------------------------------------
@@ -380,9 +332,9 @@ def _build_from_file(
 def build_network(
     params: NetworkParams,
     out_dir: Path,
-    yellow_time: int = 3,
-    min_green: int = 5,
-    cycle_length: int = 90,
+    yellow_time: int = DEFAULT_YELLOW_TIME,
+    min_green: int = DEFAULT_MIN_GREEN,
+    cycle_length: int = DEFAULT_CYCLE_LENGTH,
     synthetic_demand: Optional[bool] = None,
 ) -> NetworkArtifacts:
     """Build (or adopt, with `params.net_file`) a network into `out_dir` and save its artifacts.

@@ -24,7 +24,7 @@ from src.control.base import CycleMeasurement, LaneInfo, SignalController
 from src.network.phases import PhasePlan
 from src.rl.junction_observation import JunctionObserver
 from src.rl.normalization import ObservationNormalizer
-from src.rl.phase_env import phase_select_dimensions
+from src.rl.junction_observation import phase_select_dimensions
 from src.rl.traffic_analysis import FeatureExtractor
 from src.rl.utils import check_compatible, control_of, read_model_metadata
 

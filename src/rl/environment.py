@@ -24,7 +24,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 import gymnasium as gym
 import numpy as np
 
-from src.cli import parse_simulation_params
+from src.argv import parse_simulation_params
 from src.control import CycleTiming, LaneInfo, LaneSampler, SignalActuator, plan_timing, run_cycle
 from src.control.base import DEFAULT_SAMPLE_INTERVAL_S
 from src.metrics import compute_trip_metrics

@@ -16,7 +16,7 @@ read once per decision.
 
 from __future__ import annotations
 
-from typing import Dict, List, Mapping, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 
@@ -35,6 +35,14 @@ PER_PHASE = 4
 def junction_observation_size(max_phases: int) -> int:
     """Length of one junction's observation for a network whose junctions have up to `max_phases`."""
     return PER_PHASE * max_phases + 2 * max_phases + 2
+
+
+def phase_select_dimensions(plans: Mapping[str, Any]) -> Dict[str, int]:
+    """Sizes of the phase_select spaces of a network: per junction, and network-wide."""
+    max_phases = max((p.num_phases for p in plans.values()), default=1)
+    local = junction_observation_size(max_phases)
+    return {"signals": len(plans), "max_phases": max_phases, "junction_observation": local,
+            "observation": local * len(plans), "action": len(plans)}
 
 
 class JunctionObserver:

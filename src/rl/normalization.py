@@ -109,15 +109,3 @@ class ObservationNormalizer:
             return obs
         scaled = np.clip((obs - self.mean) / np.sqrt(self.var + self.epsilon), -self.clip, self.clip)
         return scaled.astype(np.float32)
-
-
-def check_normalization_matches(state: Optional[Mapping[str, Any]], normalize_observations: bool, where: str) -> None:
-    """A policy cannot switch between raw and normalised observations when resumed."""
-    from src.rl.utils import IncompatibleModelError
-
-    saved = bool(state and state.get("normalize_observations"))
-    if saved != bool(normalize_observations):
-        raise IncompatibleModelError(
-            f"{where}: normalize_observations cannot change when resuming (the model was trained with "
-            f"{str(saved).lower()}, the config asks for {str(bool(normalize_observations)).lower()}); set it back in "
-            "the algorithm file or start a new model")

@@ -26,19 +26,11 @@ import numpy as np
 
 from src.control import LaneInfo, PhaseActuator, plan_timing
 from src.rl.environment import ScenarioEnv
-from src.rl.junction_observation import JunctionObserver, junction_observation_size
+from src.rl.junction_observation import JunctionObserver, phase_select_dimensions
 from src.rl.reward import junction_rewards, resolve_reward_params
 
 #: Seconds between lane readings for the delay reward within a decision interval.
 REWARD_SAMPLE_S = 1.0
-
-
-def phase_select_dimensions(plans: Mapping[str, Any]) -> Dict[str, int]:
-    """Sizes of the phase_select spaces of a network: per junction, and network-wide."""
-    max_phases = max((p.num_phases for p in plans.values()), default=1)
-    local = junction_observation_size(max_phases)
-    return {"signals": len(plans), "max_phases": max_phases, "junction_observation": local,
-            "observation": local * len(plans), "action": len(plans)}
 
 
 class PhaseSelectEnv(ScenarioEnv):

@@ -24,8 +24,9 @@ from stable_baselines3.common.logger import CSVOutputFormat, HumanOutputFormat
 
 from src.locations import LocationError, check_writable_dir
 from src.params import ParameterError
-from src.rl.experiment_config import ConfigError, load_modular_config, network_params_string, save_experiment
+from src.rl.config import ConfigError, load_modular_config, network_params_string, save_experiment
 from src.rl.learning_curve import write_learning_curve
+from src.rl.train_args import CONFIG_ROLES, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR, overrides_from
 from src.rl.training import TrainingResult, build_shared_network, policy_dimensions, policy_kwargs_from, train_rl_policy
 from src.rl.utils import IncompatibleModelError, load_checked_model, read_model_metadata
 from src.rl.vec_env import EnvWorkerError
@@ -38,99 +39,8 @@ from src.tracking.tracker import NullTracker, Tracker
 
 logger = logging.getLogger(__name__)
 
-CONFIG_ROLES = ("network", "scenarios", "algorithm", "reward", "execution")
-DEFAULT_CONFIGS = {
-    "network": "rl/configs/network/grid3_small.yaml",
-    "scenarios": "rl/configs/scenarios/small_mixed.yaml",
-    "algorithm": "rl/configs/algorithm/ppo_small.yaml",
-    "reward": "rl/configs/reward/empirical.yaml",
-    "execution": "rl/configs/execution/laptop.yaml",
-}
-
-#: CLI flag -> ExperimentConfig field for the overrides both scripts accept.
-OVERRIDE_FLAGS = {
-    "timesteps": "total_timesteps",
-    "parallel_envs": "parallel_envs",
-    "end_time": "end_time",
-    "checkpoint_freq": "checkpoint_freq",
-    "eval_freq": "eval_freq",
-    "n_steps": "n_steps",
-    "batch_size": "batch_size",
-    "learning_rate": "learning_rate",
-    "seed": "seed",
-    "control_mode": "control_mode",
-    "decision_interval": "decision_interval",
-    "policy_sharing": "policy_sharing",
-    "eval_scenarios": "eval_scenarios",
-}
-
-
-#: Exit codes of the training scripts (the SLURM script and chains rely on them).
-EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 3
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse that reports a bad option as one line (no usage block), exit 2."""
-
-    def error(self, message: str) -> None:  # noqa: D102
-        self.exit(EXIT_USER_ERROR, f"error: {message} (see --help)\n")
-
-
 class UserError(Exception):
     """A mistake the user can fix (config, path, URI, incompatible model): printed as one line."""
-
-
-def optional(kind):
-    """Parse a value, or None for an empty string (how `mlflow run` passes an unset param)."""
-
-    def parse(text: str):
-        return None if str(text).strip() in ("", "None", "none") else kind(text)
-
-    parse.__name__ = kind.__name__
-    return parse
-
-
-def _flag(parser, name: str, **kwargs) -> None:
-    """An option spelt both `--end-time` and `--end_time` (how `mlflow run -P end_time=...` passes it)."""
-    spellings = [f"--{name}"] + ([f"--{name.replace('-', '_')}"] if "-" in name else [])
-    parser.add_argument(*spellings, dest=name.replace("-", "_"), **kwargs)
-
-
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    for role in CONFIG_ROLES:
-        parser.add_argument(f"--{role}", default=DEFAULT_CONFIGS[role], help=f"{role} config YAML (default {DEFAULT_CONFIGS[role]})")
-    over = parser.add_argument_group("overrides (win over the YAML files)")
-    _flag(over, "timesteps", type=optional(int), help="total PPO steps of this invocation")
-    _flag(over, "parallel-envs", type=optional(int))
-    _flag(over, "end-time", type=optional(int), help="simulated seconds per episode")
-    _flag(over, "checkpoint-freq", type=optional(int))
-    _flag(over, "eval-freq", type=optional(int), help="0 disables evaluation and early stopping")
-    _flag(over, "n-steps", type=optional(int))
-    _flag(over, "batch-size", type=optional(int))
-    _flag(over, "learning-rate", type=optional(float))
-    _flag(over, "seed", type=optional(int))
-    _flag(over, "control-mode", type=optional(str), help="cycle_splits or phase_select (README 'Control modes')")
-    _flag(over, "decision-interval", type=optional(int), help="s between phase choices (phase_select)")
-    _flag(over, "policy-sharing", type=optional(str), help="junction (one policy per junction view) or network")
-    _flag(over, "eval-scenarios", type=optional(str), help="scenarios file evaluated every eval_freq steps (held-out)")
-    _flag(parser, "resume-from", type=optional(str), default=None,
-          help="continue a model: a .zip path, runs:/<run_id>/<path>, models:/<name>/<version|latest> or models:/<name>@<alias>")
-    _flag(parser, "model-name", type=optional(str), default=None, help="model folder prefix and registered model name")
-    _flag(parser, "experiment-name", type=optional(str), default=None, help="MLflow experiment (default: network file name)")
-    _flag(parser, "batch-name", type=optional(str), default=None, help="tag for this batch (default: scenarios file name)")
-    _flag(parser, "chain-id", type=optional(str), default=None,
-          help="this run is one batch of a chain: tags, the chain-<id> alias, and where it resumes from (see README)")
-    _flag(parser, "batch-index", type=optional(int), default=None,
-          help="position of this batch in its chain (0 first); batch K resumes from batch K-1's complete version")
-    _flag(parser, "tracking-uri", type=optional(str), default=None,
-          help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///<repo>/mlflow.db)")
-    parser.add_argument("--no-mlflow", dest="no_mlflow", action="store_true", help="train without tracking")
-    _flag(parser, "models-dir", type=optional(str), default=None, help="where model folders go (default rl/models)")
-
-
-def overrides_from(args: argparse.Namespace) -> Dict[str, Any]:
-    return {field_name: getattr(args, flag) for flag, field_name in OVERRIDE_FLAGS.items()
-            if getattr(args, flag, None) is not None}
 
 
 class TrainingInterrupted(Exception):

@@ -19,7 +19,7 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
-from src.cli import parse_simulation_params
+from src.argv import parse_simulation_params
 from src.control.actuator import check_cycle_fits, plan_timing
 from src.network import build_network
 from src.network.artifacts import NetworkArtifacts
@@ -27,12 +27,15 @@ from src.network.phases import read_phase_plans
 from src.rl import constants as C
 from src.rl.callbacks import (CheckpointWithMetadataCallback, EpisodeMetricsCallback, HeldOutEvaluation,
                               ProgressCallback, RolloutStartCallback, ScheduleCallback, StopFlagCallback)
-from src.rl.environment import TrafficControlEnv
+from src.rl.config import build_env_params_for_scenario, eval_scenario_entries, network_params_string
+from src.rl.environment import TrafficControlEnv, network_dimensions
+from src.rl.junction_observation import phase_select_dimensions
 from src.rl.junction_vec_env import JunctionVecEnv
+from src.rl.normalization import read_normalization, wrap_normalized
 from src.rl.phase_env import PhaseSelectEnv
-from src.rl.normalization import check_normalization_matches, read_normalization, wrap_normalized
 from src.rl.traffic_analysis import resolved_features
-from src.rl.utils import check_compatible, model_dimensions, read_model_metadata, save_model_atomically
+from src.rl.utils import (check_compatible, check_normalization_matches, control_of, read_model_metadata,
+                          save_model_atomically)
 from src.rl.vec_env import EnvWorkerError, ResilientSubprocVecEnv, StepAborted, ignore_stop_signals
 
 logger = logging.getLogger(__name__)
@@ -134,6 +137,21 @@ def create_vectorized_env(
 
 #: The env class of each control mode (`control_mode` of the network file).
 ENV_CLASSES = {"cycle_splits": TrafficControlEnv, "phase_select": PhaseSelectEnv}
+
+
+def model_dimensions(metadata: Mapping[str, Any], network_dir: Path) -> Dict[str, int]:
+    """The policy sizes this network gives for a model's control mode, sharing and features.
+
+    Under junction sharing they depend only on the most phases a junction has, so a model runs
+    on any network with that phase count.
+    """
+    control = control_of(metadata)
+    if control["control_mode"] == "cycle_splits":
+        return network_dimensions(Path(network_dir), metadata.get("features"))
+    dims = phase_select_dimensions(read_phase_plans(NetworkArtifacts.load(Path(network_dir)).net_file))
+    if control["policy_sharing"] == "junction":
+        return {**dims, "observation": dims["junction_observation"], "action": dims["max_phases"]}
+    return dims
 
 
 def phase_counts(network_dir: Path) -> Dict[str, int]:
@@ -240,8 +258,6 @@ def train_rl_policy(
     `network_dir` reuses a network already built from `config` (else it is built in
     `model_dir/network`).
     """
-    from src.rl.experiment_config import build_env_params_for_scenario, eval_scenario_entries, network_params_string
-
     started = time.perf_counter()
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)

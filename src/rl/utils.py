@@ -14,6 +14,8 @@ import zipfile
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
+from src.rl.normalization import NORMALIZATION_NAME, normalization_state, read_normalization
+
 METADATA_NAME = "traffic_rl_metadata.json"
 
 
@@ -59,26 +61,6 @@ def control_of(metadata: Mapping[str, Any]) -> Dict[str, str]:
     """How a model acts: control mode and policy sharing (models from before both: cycle_splits, network)."""
     mode = str(metadata.get("control_mode") or "cycle_splits")
     return {"control_mode": mode, "policy_sharing": str(metadata.get("policy_sharing") or "network")}
-
-
-def model_dimensions(metadata: Mapping[str, Any], network_dir: Path) -> Dict[str, int]:
-    """The policy sizes this network gives for a model's control mode, sharing and features.
-
-    Under junction sharing they depend only on the most phases a junction has, so a model runs
-    on any network with that phase count.
-    """
-    from src.network.artifacts import NetworkArtifacts
-    from src.network.phases import read_phase_plans
-    from src.rl.environment import network_dimensions
-    from src.rl.phase_env import phase_select_dimensions
-
-    control = control_of(metadata)
-    if control["control_mode"] == "cycle_splits":
-        return network_dimensions(Path(network_dir), metadata.get("features"))
-    dims = phase_select_dimensions(read_phase_plans(NetworkArtifacts.load(Path(network_dir)).net_file))
-    if control["policy_sharing"] == "junction":
-        return {**dims, "observation": dims["junction_observation"], "action": dims["max_phases"]}
-    return dims
 
 
 def check_phase_structure(metadata: Mapping[str, Any], phase_counts: Mapping[str, int], where: str) -> None:
@@ -134,8 +116,6 @@ def save_model_atomically(model: Any, path: Path, metadata: Mapping[str, Any]) -
     When the model's env is a `VecNormalize`, its statistics go into the same zip, so every
     checkpoint, final and best model carries the statistics it was trained with.
     """
-    from src.rl.normalization import NORMALIZATION_NAME, normalization_state
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.stem}.partial-{os.getpid()}.zip")
@@ -194,7 +174,15 @@ def load_checked_model(path: Path, observation_size: int, action_size: int, wher
                     f"{where}: {key} cannot change when resuming (the model has {name[0]}, the config asks for "
                     f"{name[1]}); set it back in the algorithm file or start a new model")
     if normalize_observations is not None:
-        from src.rl.normalization import check_normalization_matches, read_normalization
-
         check_normalization_matches(read_normalization(Path(path)), normalize_observations, where)
     return metadata
+
+
+def check_normalization_matches(state: Optional[Mapping[str, Any]], normalize_observations: bool, where: str) -> None:
+    """A policy cannot switch between raw and normalised observations when resumed."""
+    saved = bool(state and state.get("normalize_observations"))
+    if saved != bool(normalize_observations):
+        raise IncompatibleModelError(
+            f"{where}: normalize_observations cannot change when resuming (the model was trained with "
+            f"{str(saved).lower()}, the config asks for {str(bool(normalize_observations)).lower()}); set it back in "
+            "the algorithm file or start a new model")

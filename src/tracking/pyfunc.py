@@ -12,12 +12,12 @@ from __future__ import annotations
 import mlflow.pyfunc
 import numpy as np
 
+from src.rl.normalization import ObservationNormalizer
+
 
 class TrafficPolicyModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
-        from stable_baselines3 import PPO
-
-        from src.rl.normalization import ObservationNormalizer
+        from stable_baselines3 import PPO  # torch: only where a policy is served
 
         self.policy = PPO.load(context.artifacts["policy"], device="cpu")
         self.normalize = ObservationNormalizer.from_model_zip(context.artifacts["policy"])

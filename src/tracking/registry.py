@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from src.tracking.store import ensure_store
+
 logger = logging.getLogger(__name__)
 
 #: File name of the policy inside a model folder, a run's artifacts and the pyfunc wrapper.
@@ -54,11 +56,9 @@ def resolve_model_uri(uri: str, tracking_uri: Optional[str] = None) -> ResolvedM
             raise ModelResolutionError(f"--resume-from/--model-path: file {text!r} does not exist")
         return ResolvedModel(uri=text, local_path=path)
 
-    import mlflow
+    import mlflow  # seconds to import: only for runs:/ and models:/ URIs, not for a plain file
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
-
-    from src.tracking.store import ensure_store
 
     store = ensure_store(tracking_uri)  # created under its lock if it is new
     client = MlflowClient(tracking_uri=store, registry_uri=store)

@@ -7,11 +7,13 @@ workers never talk to MLflow: episode metrics reach this process through `infos`
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import numbers
 import os
 import subprocess
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -23,6 +25,8 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from stable_baselines3.common.logger import KVWriter
 
+from src.rl.normalization import NORMALIZATION_NAME, read_normalization
+from src.tracking.pyfunc import TrafficPolicyModel
 from src.tracking.store import REPO_ROOT, ensure_experiment, ensure_store
 
 logger = logging.getLogger(__name__)
@@ -194,11 +198,6 @@ class TrainingRun:
 
     def _log_normalization(self, model_zip: Path) -> None:
         """The normalisation statistics inside the zip, also as a readable artifact beside it."""
-        import json
-        import tempfile
-
-        from src.rl.normalization import NORMALIZATION_NAME, read_normalization
-
         state = read_normalization(model_zip)
         if state is None:
             return
@@ -217,8 +216,6 @@ class TrainingRun:
         """
         self.client.log_artifact(self.run_id, str(model_zip), "model")
         self._log_normalization(model_zip)
-        from src.tracking.pyfunc import TrafficPolicyModel
-
         with warnings.catch_warnings():  # MLflow's advice on type hints / pickling does not apply here
             warnings.simplefilter("ignore", UserWarning)
             pyfunc_logger = logging.getLogger("mlflow.pyfunc")

@@ -12,7 +12,7 @@ import math
 import shutil
 import time
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 from xml.sax.saxutils import escape
 
 import numpy as np
@@ -22,15 +22,12 @@ from src.network.builder import bus_lines_of
 from src.params import (
     BUS_LENGTH_M,
     BUS_MAX_SPEED,
-    DEPARTURE_PATTERNS,
     PASSENGER_LENGTH_M,
     PASSENGER_MAX_SPEED,
     PASSENGER_ROUTE_KINDS,
     PERIOD_NAMES,
     REALTIME_REROUTING_PERIOD_S,
     ROUTING_STRATEGIES,
-    VEHICLE_TYPES,
-    DepartureWindow,
     ParameterError,
     invalid_value,
     TrafficParams,
@@ -78,32 +75,6 @@ def _rng(seed: int, stream: int) -> np.random.Generator:
 # --- validation -----------------------------------------------------------------------------
 
 
-def _check_mix(mix: Mapping[str, float], option: str, allowed: Sequence[str]) -> None:
-    if not isinstance(mix, Mapping) or not mix:
-        raise invalid_value(option, mix, f"expected a mix of {', '.join(allowed)} summing to 100")
-    for name, pct in mix.items():
-        if name not in allowed:
-            raise invalid_value(option, dict(mix), f"unknown name {name!r}; allowed: {', '.join(allowed)}")
-        if not isinstance(pct, (int, float)) or not math.isfinite(pct) or pct < 0:
-            raise invalid_value(option, dict(mix), "percentages must be numbers >= 0")
-    total = float(sum(mix.values()))
-    if abs(total - 100.0) > 1e-6:
-        raise invalid_value(option, dict(mix), f"percentages sum to {total:g}, they must sum to 100")
-
-
-def _check_pattern(pattern: object, end_time: float) -> None:
-    option = "--departure_pattern"
-    if isinstance(pattern, str):
-        if pattern not in DEPARTURE_PATTERNS:
-            raise invalid_value(option, pattern, f"allowed: {', '.join(DEPARTURE_PATTERNS)} or custom windows")
-        return
-    if not isinstance(pattern, tuple) or not pattern or not all(isinstance(w, DepartureWindow) for w in pattern):
-        raise invalid_value(option, pattern, "expected a pattern name or the windows of parse_departure_pattern")
-    for w in pattern:
-        if not 0 <= w.start_s < w.end_s <= end_time:
-            raise invalid_value(option, w, f"a window must lie inside [0, {end_time:g}] s")
-
-
 def split_vehicle_counts(params: TrafficParams) -> Tuple[int, int]:
     """(passenger, public) counts: public = round(num_vehicles * public% / 100)."""
     public = int(math.floor(params.num_vehicles * params.vehicle_types.get("public", 0.0) / 100.0 + 0.5))
@@ -111,24 +82,10 @@ def split_vehicle_counts(params: TrafficParams) -> Tuple[int, int]:
 
 
 def validate_traffic_params(params: TrafficParams, network: Optional[NetworkArtifacts] = None) -> None:
-    """Raise ParameterError (naming the option) for values that cannot give a valid route file."""
-    n = params.num_vehicles
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
-        raise invalid_value("--num_vehicles", n, "must be an integer > 0")
-    end = params.end_time
-    if not isinstance(end, (int, float)) or not math.isfinite(end) or end <= 0:
-        raise invalid_value("--end-time", end, "must be a number of seconds > 0")
-    h = params.start_time_hour
-    if not isinstance(h, (int, float)) or not 0.0 <= h < 24.0:
-        raise invalid_value("--start_time_hour", h, "must be a clock hour in [0, 24)")
-    for option, seed in (("--private-traffic-seed", params.private_traffic_seed),
-                         ("--public-traffic-seed", params.public_traffic_seed)):
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise invalid_value(option, seed, "must be an integer >= 0")
-    _check_mix(params.routing_strategy, "--routing_strategy", ROUTING_STRATEGIES)
-    _check_mix(params.vehicle_types, "--vehicle_types", VEHICLE_TYPES)
-    _check_mix(params.passenger_routes, "--passenger-routes", PASSENGER_ROUTE_KINDS)
-    _check_pattern(params.departure_pattern, float(end))
+    """Raise ParameterError (naming the option) when `network` cannot serve the demand.
+
+    `params` checked its own values when it was made; what is left needs the network.
+    """
     if network is None:
         return
     n_pass, n_pub = split_vehicle_counts(params)
