@@ -1,4 +1,4 @@
-"""One MLflow run per training invocation, logged from the main process only.
+"""One MLflow run per training or evaluation invocation, logged from the main process only.
 
 Metrics are buffered and written with `log_batch` (one call costs ~3 ms on SQLite and
 ~50 ms over HTTP), so tracking stays a small share of training time. SubprocVecEnv
@@ -143,14 +143,42 @@ def start_run(experiment_name: str, run_name: str, tracking_uri: Optional[str] =
 
 
 class TrainingRun:
-    """Lifecycle of the MLflow run of one training invocation (the MLflow `Tracker`)."""
+    """Lifecycle of one MLflow run (the MLflow `Tracker`): a training run, or an evaluation's
+    parent run and the child runs nested in it."""
 
     def __init__(self, experiment_name: str, run_name: str, tracking_uri: Optional[str] = None) -> None:
-        self.run, self.tracking_uri = start_run(experiment_name, run_name, tracking_uri)
-        self.client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
-        self.run_id = self.run.info.run_id
-        self.metrics = MetricsBuffer(self.client, self.run_id)
+        run, uri = start_run(experiment_name, run_name, tracking_uri)
+        self._attach(run, uri)
         logger.info("MLflow run %s in experiment %r (%s)", self.run_id, experiment_name, self.tracking_uri)
+
+    def _attach(self, run: Any, tracking_uri: str) -> None:
+        self.run, self.tracking_uri = run, tracking_uri
+        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        self.run_id = run.info.run_id
+        self.metrics = MetricsBuffer(self.client, self.run_id)
+
+    @property
+    def experiment_name(self) -> str:
+        return self.client.get_experiment(self.run.info.experiment_id).name
+
+    def child(self, run_name: str) -> "TrainingRun":
+        """A run nested under this one; MLflow nests under the active run, so this run must be
+        the active one and the child must end before it."""
+        child = object.__new__(TrainingRun)
+        child._attach(mlflow.start_run(run_name=run_name, nested=True), self.tracking_uri)
+        return child
+
+    def find_run(self, tags: Mapping[str, str]) -> Optional[str]:
+        """Best effort (None when the store cannot be searched): a missing link is not an error."""
+        condition = " and ".join(f"tags.{key} = '{value}'" for key, value in tags.items())
+        try:
+            experiments = [e.experiment_id for e in self.client.search_experiments()]
+            if not experiments:
+                return None
+            runs = self.client.search_runs(experiments, filter_string=condition, max_results=1)
+        except Exception:  # noqa: BLE001
+            return None
+        return runs[0].info.run_id if runs else None
 
     def log_metrics(self, step: int, values: Mapping[str, float]) -> None:
         self.metrics.add(step, values)
@@ -195,6 +223,9 @@ class TrainingRun:
 
     def log_artifacts(self, folder: Path, artifact_path: Optional[str] = None) -> None:
         self.client.log_artifacts(self.run_id, str(folder), artifact_path)
+
+    def log_table(self, table: Any, artifact_file: str) -> None:
+        mlflow.log_table(table, artifact_file, run_id=self.run_id)
 
     def _log_normalization(self, model_zip: Path) -> None:
         """The normalisation statistics inside the zip, also as a readable artifact beside it."""

@@ -1,8 +1,9 @@
 """The seam between training/evaluation and a tracking backend.
 
-Training talks to a `Tracker`; `TrainingRun` (src/tracking/run.py) is the MLflow one and
-`NullTracker` the one for `--no-mlflow`, so the pipeline has no `if tracking:` branches. A new
-backend (e.g. Weights & Biases) is one class with these methods.
+Training and evaluation talk to a `Tracker`; `TrainingRun` (src/tracking/run.py) is the
+MLflow one and `NullTracker` the one for `--no-mlflow`, so neither has `if tracking:`
+branches nor calls a backend directly. A new backend (e.g. Weights & Biases) is one class
+with these methods.
 """
 
 from __future__ import annotations
@@ -14,6 +15,10 @@ from typing import Any, List, Mapping, Optional, Protocol, Sequence, Tuple
 class Tracker(Protocol):
     run_id: Optional[str]
     tracking_uri: Optional[str]
+
+    @property
+    def experiment_name(self) -> Optional[str]:
+        """Where the run landed (under `mlflow run` the launcher may choose it)."""
 
     def log_params(self, params: Mapping[str, Any]) -> None: ...
 
@@ -31,6 +36,15 @@ class Tracker(Protocol):
 
     def log_artifacts(self, folder: Path, artifact_path: Optional[str] = None) -> None: ...
 
+    def log_table(self, table: Any, artifact_file: str) -> None:
+        """A pandas frame as a table the backend's UI can show (the evaluation table)."""
+
+    def child(self, run_name: str) -> "Tracker":
+        """A run nested under this one (one per controller in an evaluation); end it first."""
+
+    def find_run(self, tags: Mapping[str, str]) -> Optional[str]:
+        """The id of a run of this store carrying `tags` (a model's training run), or None."""
+
     def log_policy(self, model_zip: Path, registered_model_name: Optional[str],
                    version_tags: Optional[Mapping[str, str]] = None,
                    alias: Optional[str] = None) -> Tuple[Optional[str], Optional[str]]: ...
@@ -43,6 +57,7 @@ class NullTracker:
 
     run_id: Optional[str] = None
     tracking_uri: Optional[str] = None
+    experiment_name: Optional[str] = None
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         pass
@@ -65,6 +80,15 @@ class NullTracker:
 
     def log_artifacts(self, folder: Path, artifact_path: Optional[str] = None) -> None:
         pass
+
+    def log_table(self, table: Any, artifact_file: str) -> None:
+        pass
+
+    def child(self, run_name: str) -> "NullTracker":
+        return self
+
+    def find_run(self, tags: Mapping[str, str]) -> Optional[str]:
+        return None
 
     def log_policy(self, model_zip: Path, registered_model_name: Optional[str],
                    version_tags: Optional[Mapping[str, str]] = None,
