@@ -35,8 +35,16 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(REPO_ROOT))
 
-from src.locations import LocationError, check_writable_dir  # noqa: E402  (after the path set-up above)
+from mlflow.exceptions import MlflowException  # noqa: E402  (after the path set-up above)
+
+from src.locations import LocationError, check_writable_dir  # noqa: E402
+from src.orchestration.evaluate import EvaluationRunError, evaluate_controllers  # noqa: E402
+from src.orchestration.inputs import EvaluationError  # noqa: E402
+from src.orchestration.plots import CHART_FILE  # noqa: E402
+from src.orchestration.report import log_evaluation, mlflow_tracker  # noqa: E402
+from src.orchestration.table import RUNS_FILE, TABLE_FILE, format_table  # noqa: E402
 from src.rl.train_args import optional  # noqa: E402
+from src.tracking.tracker import NullTracker  # noqa: E402
 
 DEFAULT_CONTROLLERS = "fixed,actuated,max_pressure,tree_method"
 
@@ -117,15 +125,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         datefmt="%H:%M:%S")
     for noisy in ("mlflow", "alembic", "matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    from src.orchestration.evaluate import (
-        EvaluationError,
-        EvaluationRunError,
-        evaluate_controllers,
-        format_table,
-        log_evaluation_to_mlflow,
-        plot_travel_times,
-    )
-
     study_mode = args.sumocfg is not None
     files_mode = not study_mode and (args.net_file is not None or (args.route_files is not None and not args.network))
     if study_mode:
@@ -186,30 +185,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     print()
     print(format_table(table))
-    print(f"\ntable: {out_dir.resolve() / 'evaluation.csv'}  (per run: {out_dir.resolve() / 'evaluation_runs.csv'})")
+    print(f"\ntable: {out_dir.resolve() / TABLE_FILE}  (per run: {out_dir.resolve() / RUNS_FILE})")
     if args.no_mlflow:
-        chart = plot_travel_times(table, out_dir / "mean_travel_time.png", title=name)
-        print(f"chart: {chart.resolve()}")
+        log_evaluation(NullTracker(), table, None, out_dir, title=name)
+        print(f"chart: {(out_dir / CHART_FILE).resolve()}")
         return 0
-    experiment = args.experiment_name or f"evaluation_{name}"
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
     try:
-        run_id = log_evaluation_to_mlflow(table, None, out_dir, experiment, tracking_uri=args.tracking_uri,
-                                          tags={"network": name})
+        experiment = args.experiment_name or f"evaluation_{name}"
+        tracker = mlflow_tracker(experiment, args.tracking_uri)
+        run_id = log_evaluation(tracker, table, None, out_dir, title=experiment, tags={"network": name})
     except (MlflowException, OSError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         print(f"error: logging to MLflow failed: {first}; the results are saved in {out_dir}", file=sys.stderr)
         return 1
-
-    from src.tracking.store import resolve_tracking_uri
-
-    store = resolve_tracking_uri(args.tracking_uri)
-    client = MlflowClient(tracking_uri=store)
-    experiment = client.get_experiment(client.get_run(run_id).info.experiment_id).name  # `mlflow run` picks its own
-    print(f"MLflow run {run_id} (experiment {experiment!r}, one child run per controller); open the UI with: "
-          f"mlflow ui --backend-store-uri {store}")
+    # the experiment the run landed in: `mlflow run` may pick its own
+    print(f"MLflow run {run_id} (experiment {tracker.experiment_name!r}, one child run per controller); open the UI "
+          f"with: mlflow ui --backend-store-uri {tracker.tracking_uri}")
     return 0
 
 

@@ -17,14 +17,10 @@ from mlflow import MlflowClient
 
 from conftest import REPO_ROOT, artifact_paths, python, tiny_scenario
 from src.metrics import METRIC_NAMES
-from src.orchestration.evaluate import (
-    EvaluationError,
-    EvaluationRunError,
-    evaluate_controllers,
-    log_evaluation_to_mlflow,
-    read_runs,
-    scenario_name_for_route_file,
-)
+from src.orchestration.evaluate import EvaluationRunError, evaluate_controllers
+from src.orchestration.inputs import EvaluationError, scenario_name_for_route_file
+from src.orchestration.report import log_evaluation_to_mlflow
+from src.orchestration.table import read_runs
 
 CONFIGS = REPO_ROOT / "rl" / "configs"
 NETWORK = CONFIGS / "network" / "grid3_small.yaml"

@@ -179,7 +179,8 @@ def test_sumocfg_errors_are_one_line(kept, tmp_path):
 
 
 def test_evaluation_of_study_configs_and_of_a_network_yaml_with_route_files(kept, tmp_path):
-    from src.orchestration.evaluate import DELAY_LABEL, evaluate_controllers, format_table
+    from src.orchestration.evaluate import evaluate_controllers
+    from src.orchestration.table import DELAY_LABEL, format_table
 
     table = evaluate_controllers(None, None, ["fixed", "actuated"], repeats=1, end_time=300, workers=1,
                                  out_dir=tmp_path / "study", sumocfg_files=[kept["cfg"]],
