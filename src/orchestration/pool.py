@@ -28,6 +28,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from src.cli import parse_simulation_params
+from src.control.registry import PLUGINS_ENV
 from src.metrics import METRIC_NAMES
 from src.orchestration.simulation import run_simulation
 
@@ -59,12 +60,18 @@ class Job:
         return {**base, **{name: math.nan for name in METRIC_NAMES}, **values, "env_params": self.env_params}
 
 
-def _init_worker(level: int, log_dir: str) -> None:
+def _init_worker(level: int, log_dir: str, plugins: Optional[str]) -> None:
     """One SUMO and one torch thread per worker: the pool is the parallelism.
 
     The worker's stderr (SUMO's warnings, which every run's sumo.log also holds, and log
     lines) goes to `log_dir/worker_<pid>.log`, so the console shows the progress only.
+    `plugins` is the caller's controller plug-in list now: a fork server started earlier in
+    the same process holds the environment of that moment, which workers would inherit.
     """
+    if plugins is None:
+        os.environ.pop(PLUGINS_ENV, None)
+    else:
+        os.environ[PLUGINS_ENV] = plugins
     for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ.setdefault(variable, "1")
     if "torch" in sys.modules:  # preloaded by the fork server: its thread count is already set
@@ -173,7 +180,7 @@ def run_jobs(jobs: Sequence[Job], workers: int, log_dir: Path,
     if any(job.controller == "rl" for job in jobs):
         preload += ["src.rl.controller", "stable_baselines3"]
     executor = ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(preload), initializer=_init_worker,
-                                   initargs=(level, str(log_dir)))
+                                   initargs=(level, str(log_dir), os.environ.get(PLUGINS_ENV)))
     progress = RunProgress(total, bar)
     try:
         # with a bar, log lines print above it instead of through it
