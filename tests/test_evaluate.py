@@ -3,10 +3,17 @@ policy, a real MLflow store."""
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
+import os
+import pty
 import re
+import select
 import shutil
+import struct
 import subprocess
+import termios
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,12 +22,16 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from conftest import REPO_ROOT, artifact_paths, python, tiny_scenario
+from conftest import CONFIG_FILES, REPO_ROOT, artifact_paths, python, subprocess_env, tiny_scenario
+from src.argv import parse_simulation_params
 from src.metrics import METRIC_NAMES
 from src.orchestration.evaluate import EvaluationRunError, evaluate_controllers
 from src.orchestration.inputs import EvaluationError, scenario_name_for_route_file
 from src.orchestration.report import log_evaluation_to_mlflow
+from src.orchestration.simulation import run_simulation
 from src.orchestration.table import read_runs
+from src.rl.config import load_modular_config
+from src.rl.training import train_rl_policy
 
 CONFIGS = REPO_ROOT / "rl" / "configs"
 NETWORK = CONFIGS / "network" / "grid3_small.yaml"
@@ -43,9 +54,6 @@ def scenarios_file(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
     """A PPO policy trained for 32 steps on the tiny grid (one env, in this process)."""
-    from src.rl.config import load_modular_config
-    from src.rl.training import train_rl_policy
-
     config = load_modular_config(NETWORK, CONFIGS / "scenarios/small_mixed.yaml", CONFIGS / "algorithm/ppo_small.yaml",
                                  CONFIGS / "reward/empirical.yaml", CONFIGS / "execution/quick_test.yaml")
     config = replace(config, scenarios=config.scenarios[:1], end_time=END_TIME, n_steps=16, batch_size=16, n_epochs=2,
@@ -134,9 +142,6 @@ def run_script(args, **kwargs) -> subprocess.CompletedProcess:
 
 
 def test_given_network_and_route_files(tmp_path):
-    from src.argv import parse_simulation_params
-    from src.orchestration.simulation import run_simulation
-
     files = tmp_path / "files"
     files.mkdir()
     for name, vehicles, seed in (("light", 120, 3), ("busy.peak", 220, 5)):
@@ -152,6 +157,12 @@ def test_given_network_and_route_files(tmp_path):
                        "--workers", "2", "--no-mlflow", "--output-dir", str(tmp_path / "eval")])
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "max_pressure" in proc.stdout and "evaluation.csv" in proc.stdout
+    # stderr is not a terminal: a plain progress line per run, no bar
+    progress = re.findall(r"\[(\d)/4\] (\S+): mean travel time [\d.]+ s .*; elapsed \d+ s, eta (\d+) s", proc.stderr)
+    assert sorted(int(done) for done, _, _ in progress) == [1, 2, 3, 4]
+    assert {label for _, label, _ in progress} == {f"{s}/{c}/rep0" for s in ("light", "busy.peak")
+                                                   for c in ("fixed", "max_pressure")}
+    assert progress[-1][2] == "0" and "\r" not in proc.stderr and "it/s" not in proc.stderr
     table = pd.read_csv(tmp_path / "eval" / "evaluation.csv")
     assert list(table["scenario"]) == ["light", "light", "busy.peak", "busy.peak"]
     assert dict(zip(table["scenario"], table["vehicles_planned_mean"])) == {"light": 120, "busy.peak": 220}
@@ -169,6 +180,62 @@ def test_given_network_and_route_files(tmp_path):
                              end_time=END_TIME, out_dir=tmp_path / "broken", workers=1)
     runs = read_runs(tmp_path / "broken")
     assert len(runs) == 1 and "no_such_edge" in runs["error"][0]
+
+
+def test_script_logs_to_mlflow(tmp_path, mlflow_store):
+    proc = run_script(["--network", str(NETWORK), "--scenarios", str(CONFIG_FILES["scenarios"]), "--scenario",
+                       "small_light", "--controllers", "fixed,max_pressure", "--repeats", "1", "--end-time", "300",
+                       "--workers", "2", "--output-dir", str(tmp_path / "eval")],
+                      env=subprocess_env(MLFLOW_TRACKING_URI=mlflow_store))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found = re.search(r"MLflow run (\w+) \(experiment 'evaluation_grid3_small', one child run per controller\); "
+                      r"open the UI with: mlflow ui --backend-store-uri (\S+)", proc.stdout)
+    assert found and found.group(2) == mlflow_store, proc.stdout[-2000:]
+    client = MlflowClient(tracking_uri=mlflow_store)
+    parent = client.get_run(found.group(1))
+    assert parent.info.status == "FINISHED" and parent.data.tags["network"] == "grid3_small"
+    assert parent.data.params["scenarios"] == "small_light" and parent.data.params["repeats"] == "1"
+    table = pd.read_csv(tmp_path / "eval" / "evaluation.csv").set_index("controller")
+    assert parent.data.metrics["max_pressure/small_light/mean_travel_time"] == pytest.approx(
+        table.loc["max_pressure", "mean_travel_time_mean"])
+    children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert sorted((c.info.run_name, c.info.status) for c in children) == [("fixed", "FINISHED"),
+                                                                           ("max_pressure", "FINISHED")]
+    assert {"evaluation.csv", "mean_travel_time.png", "evaluation.json"} <= artifact_paths(mlflow_store, parent.info.run_id)
+
+
+def test_progress_bar_on_a_terminal(tmp_path):
+    """With stderr on a terminal the runs show as a tqdm bar (done/total, ETA) and each run's
+    line above it without the plain lines' elapsed/eta."""
+    primary, secondary = pty.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
+    proc = subprocess.Popen([python(), "rl/evaluate.py", "--network", str(NETWORK), "--scenarios",
+                             str(CONFIG_FILES["scenarios"]), "--scenario", "small_light", "--controllers",
+                             "fixed,max_pressure", "--repeats", "1", "--end-time", "300", "--workers", "2", "--no-mlflow",
+                             "--output-dir", str(tmp_path / "eval")],
+                            cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=secondary,
+                            env=subprocess_env())
+    os.close(secondary)
+    chunks, deadline = [], time.monotonic() + 300
+    while time.monotonic() < deadline:  # until every holder of the terminal closed it
+        if select.select([primary], [], [], 1.0)[0]:
+            try:
+                data = os.read(primary, 65536)
+            except OSError:  # EIO: the terminal has no writer left
+                break
+            if not data:
+                break
+            chunks.append(data)
+    os.close(primary)
+    stdout = proc.communicate(timeout=60)[0].decode()
+    err = b"".join(chunks).decode(errors="replace")
+    assert proc.returncode == 0, err[-3000:]
+    assert "max_pressure" in stdout
+    assert re.search(r"evaluation: 100%\|[^|]*\| 2/2 \[", err), err[-2000:]
+    lines = re.findall(r"\[(\d)/2\] small_light/(\w+)/rep0: mean travel time [\d.]+ s \(all trips [\d.]+ s\) "
+                       r"in [\d.]+ s\s*$", err.replace("\r", "\n"), flags=re.M)
+    assert sorted(done for done, _ in lines) == ["1", "2"] and {c for _, c in lines} == {"fixed", "max_pressure"}
+    assert "eta" not in err
 
 
 def load_cli():
