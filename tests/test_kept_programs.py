@@ -13,9 +13,15 @@ import numpy as np
 import pytest
 
 from src.argv import parse_simulation_params
+from src.control.actuator import plan_timing, program_durations
 from src.network import build_network, read_phase_plans
 from src.network.netfile import read_net
+from src.orchestration.evaluate import evaluate_controllers
+from src.orchestration.simulation import run_simulation
+from src.orchestration.table import DELAY_LABEL, format_table
 from src.params import NetworkParams, ParameterError
+from src.rl.environment import TrafficControlEnv
+from src.rl.training import build_shared_network
 from src.sumo_integration.tools import run_tool, sumo_binary
 
 ARMS = {"N": (0, 200), "E": (200, 0), "S": (0, -200), "W": (-200, 0)}
@@ -113,8 +119,6 @@ def test_phase_plan_of_a_kept_program(kept):
 
 
 def test_controllers_start_from_the_programs_own_cycle_and_durations(kept):
-    from src.control.actuator import plan_timing, program_durations
-
     plans = read_phase_plans(kept["net"])
     timing = plan_timing(plans, None, yellow_time=3, min_green=5)  # --yellow-time is not the program's
     assert (timing.cycle_length, timing.yellow_time) == (NS_GREEN + EW_GREEN + 2 * ALL_RED, ALL_RED)
@@ -124,8 +128,6 @@ def test_controllers_start_from_the_programs_own_cycle_and_durations(kept):
 
 
 def _run(args: str, out: Path):
-    from src.orchestration.simulation import run_simulation
-
     params = parse_simulation_params(f"{args} --output-dir {out}")
     return run_simulation(params, progress=False)
 
@@ -179,9 +181,6 @@ def test_sumocfg_errors_are_one_line(kept, tmp_path):
 
 
 def test_evaluation_of_study_configs_and_of_a_network_yaml_with_route_files(kept, tmp_path):
-    from src.orchestration.evaluate import evaluate_controllers
-    from src.orchestration.table import DELAY_LABEL, format_table
-
     table = evaluate_controllers(None, None, ["fixed", "actuated"], repeats=1, end_time=300, workers=1,
                                  out_dir=tmp_path / "study", sumocfg_files=[kept["cfg"]],
                                  run_options=["--min-green", "10"])
@@ -201,9 +200,6 @@ def test_evaluation_of_study_configs_and_of_a_network_yaml_with_route_files(kept
 
 
 def test_rl_env_acts_on_kept_programs(kept, tmp_path):
-    from src.rl.environment import TrafficControlEnv
-    from src.rl.training import build_shared_network
-
     args = f"--net-file {kept['net']} --route-file {kept['trips']} --end-time 120 --cycle-length 60"
     network = build_shared_network(args, tmp_path / "network")
     env = TrafficControlEnv(args, network, work_dir=tmp_path / "env")
