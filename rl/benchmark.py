@@ -32,6 +32,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from src.rl.learning_curve import CURVE_CSV, plot_curves  # noqa: E402
+from src.tracking.run import TrainingRun  # noqa: E402
 from src.tracking.store import resolve_tracking_uri  # noqa: E402
 
 FAMILY_DIR = REPO_ROOT / "rl/configs/benchmark"
@@ -214,20 +215,18 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 def log_to_mlflow(family: str, out: Path, table: pd.DataFrame) -> None:
     """The table as a run of experiment `benchmark_<family>`, beside the training runs."""
-    import mlflow
-
-    from src.tracking.run import start_run
-
-    start_run(f"benchmark_{family}", f"table_{out.name}")
+    tracker = TrainingRun(f"benchmark_{family}", f"table_{out.name}")
+    status = "FAILED"
     try:
         for name in ("benchmark.csv", "benchmark.md", "learning.csv", "learning_curves.png"):
             if (out / name).is_file():
-                mlflow.log_artifact(str(out / name))
+                tracker.log_artifact(out / name)
         for _, row in table.iterrows():
             key = re.sub(r"[^A-Za-z0-9_]", "_", str(row["controller"])).strip("_")
-            mlflow.log_metrics({f"{key}/{m}": float(row[m]) for m in METRICS if row[m] == row[m]})
+            tracker.log_metrics(0, {f"{key}/{m}": float(row[m]) for m in METRICS if row[m] == row[m]})
+        status = "FINISHED"
     finally:
-        mlflow.end_run()
+        tracker.end(status)
 
 
 if __name__ == "__main__":
