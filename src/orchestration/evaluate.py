@@ -195,3 +195,6 @@ def evaluate_controllers(
     (out_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
     logger.info("table written to %s", out_dir / TABLE_FILE)
     return table
+
+
+__all__ = ["EvaluationError", "EvaluationRunError", "MANIFEST_FILE", "evaluate_controllers"]
