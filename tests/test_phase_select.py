@@ -9,8 +9,9 @@ import pytest
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from conftest import tiny_scenario
+from conftest import CONFIG_FILES, tiny_scenario
 from src.argv import parse_simulation_params
+from src.orchestration.evaluate import evaluate_controllers
 from src.orchestration.simulation import run_simulation
 from src.rl.junction_observation import PER_PHASE, junction_observation_size
 from src.rl.junction_vec_env import JunctionVecEnv
@@ -239,3 +240,15 @@ def test_a_network_wide_model_is_refused_on_another_phase_structure_of_the_same_
     # a junction-shared policy acts per junction: any network with the same most phases fits
     shared = dict(trained, control_mode="phase_select", policy_sharing="junction")
     check_compatible(shared, 10, 6, "here", phase_counts={"A": 4, "B": 2, "C": 3})
+
+
+def test_evaluation_harness_runs_a_shared_policy(shared_model, tmp_path):
+    """The evaluation checks a model against the network by the model's own control mode, so a
+    junction-shared phase_select policy is evaluated beside the classic controllers."""
+    _, result = shared_model
+    table = evaluate_controllers(CONFIG_FILES["network"], CONFIG_FILES["scenarios"], ["fixed", "rl"],
+                                 model=str(result.model_path), repeats=1, end_time=300, out_dir=tmp_path, workers=2,
+                                 scenario_names=["small_light"])
+    assert list(table["controller"]) == ["fixed", "rl"] and (table["vehicles_arrived_mean"] > 0).all()
+    fixed, rl = table["mean_travel_time_all_mean"]
+    assert rl != fixed

@@ -18,7 +18,6 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from src import params as P
 from src.control.registry import controller_names
-from src.rl.environment import network_dimensions
 from src.rl.experiment_config import (
     ConfigError,
     ExperimentConfig,
@@ -26,7 +25,7 @@ from src.rl.experiment_config import (
     load_modular_config,
     network_params_string,
 )
-from src.rl.utils import IncompatibleModelError, check_compatible, read_model_metadata
+from src.rl.utils import IncompatibleModelError, check_compatible, model_dimensions, read_model_metadata
 from src.sumo_integration.sumocfg import read_sumocfg
 from src.tracking.registry import ModelResolutionError, resolve_model_uri
 
@@ -297,10 +296,12 @@ def resolve_model(model: str, tracking_uri: Optional[str]) -> Dict[str, Optional
 
 
 def check_model_fits(model_file: Path, network_dir: Path, model: str) -> None:
-    """The policy's observation and action sizes against the built network, before any run."""
+    """The policy's observation and action sizes against the built network, before any run,
+    for the model's own control mode and policy sharing (a junction-shared policy fits any
+    network whose junctions have its phase count)."""
     try:
         metadata = read_model_metadata(model_file)
-        dims = network_dimensions(network_dir, metadata.get("features"))
+        dims = model_dimensions(metadata, network_dir)
         check_compatible(metadata, dims["observation"], dims["action"], f"--model {model}")
     except (IncompatibleModelError, FileNotFoundError) as err:
         raise EvaluationError(str(err)) from None
