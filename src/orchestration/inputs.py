@@ -25,6 +25,7 @@ from src.rl.experiment_config import (
     load_modular_config,
     network_params_string,
 )
+from src.rl.training import phase_counts
 from src.rl.utils import IncompatibleModelError, check_compatible, model_dimensions, read_model_metadata
 from src.sumo_integration.sumocfg import read_sumocfg
 from src.tracking.registry import ModelResolutionError, resolve_model_uri
@@ -298,11 +299,12 @@ def resolve_model(model: str, tracking_uri: Optional[str]) -> Dict[str, Optional
 def check_model_fits(model_file: Path, network_dir: Path, model: str) -> None:
     """The policy's observation and action sizes against the built network, before any run,
     for the model's own control mode and policy sharing (a junction-shared policy fits any
-    network whose junctions have its phase count)."""
+    network whose junctions have its phase count; a network-wide one needs its signals' phases)."""
     try:
         metadata = read_model_metadata(model_file)
         dims = model_dimensions(metadata, network_dir)
-        check_compatible(metadata, dims["observation"], dims["action"], f"--model {model}")
+        check_compatible(metadata, dims["observation"], dims["action"], f"--model {model}",
+                         phase_counts=phase_counts(network_dir))
     except (IncompatibleModelError, FileNotFoundError) as err:
         raise EvaluationError(str(err)) from None
     except (KeyError, ValueError) as err:  # feature names the engine does not know
