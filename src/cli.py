@@ -11,7 +11,6 @@ import sys
 from typing import Optional, Sequence
 
 from src.argv import create_argument_parser, params_from_args
-from src.argv import parse_simulation_params  # noqa: F401  (src/orchestration/evaluate.py still imports it from here)
 from src.orchestration.simulation import SimulationError, run_simulation
 from src.params import ParameterError
 

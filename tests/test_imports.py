@@ -114,11 +114,6 @@ def test_the_engine_does_not_reach_into_rl():
     assert all(target.startswith("src.control.") for target in BUILTIN.values())  # not even by name for importlib
 
 
-#: Still importing `src.cli` for its parser: evaluate.py is being split in another branch and
-#: moves to `src.argv` there; drop it from here (and `parse_simulation_params` from src/cli.py) then.
-NOT_YET_ON_ARGV = {"src.orchestration.evaluate"}
-
-
 def test_only_the_command_line_runs_src_cli():
     graph = import_graph(module_level_only=False)
-    assert [m for m, targets in graph.items() if "src.cli" in targets and m not in NOT_YET_ON_ARGV] == []
+    assert [m for m, targets in graph.items() if "src.cli" in targets] == []

@@ -36,7 +36,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import pandas as pd
 
 from src import params as P
-from src.cli import parse_simulation_params
+from src.argv import parse_simulation_params
 from src.orchestration.inputs import (
     EvaluationError,
     Scenarios,
@@ -48,7 +48,7 @@ from src.orchestration.inputs import (
 )
 from src.orchestration.pool import Job, finished_records, run_jobs
 from src.orchestration.table import RUNS_FILE, TABLE_FILE, runs_frame, summarize_runs
-from src.rl.experiment_config import save_experiment
+from src.rl.config import save_experiment
 from src.rl.training import build_shared_network
 
 logger = logging.getLogger(__name__)

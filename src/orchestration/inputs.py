@@ -17,16 +17,17 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from src import params as P
-from src.control.registry import controller_names
-from src.rl.experiment_config import (
+from src.controllers import controller_names
+from src.rl.config import (
     ConfigError,
     ExperimentConfig,
     build_env_params_for_scenario,
     load_modular_config,
     network_params_string,
+    shared_params,
 )
-from src.rl.training import phase_counts
-from src.rl.utils import IncompatibleModelError, check_compatible, model_dimensions, read_model_metadata
+from src.rl.training import model_dimensions, phase_counts
+from src.rl.utils import IncompatibleModelError, check_compatible, read_model_metadata
 from src.sumo_integration.sumocfg import read_sumocfg
 from src.tracking.registry import ModelResolutionError, resolve_model_uri
 
@@ -195,7 +196,8 @@ def _config_scenarios(network_config: Path, scenarios_file: Optional[Path], rout
         if route_files is not None:
             runs = _route_file_scenarios(route_files, network_string, horizon)
         else:
-            runs = [(s["name"], build_env_params_for_scenario(config, s)) for s in config.scenarios]
+            shared = shared_params(config)
+            runs = [(s["name"], build_env_params_for_scenario(config, s, shared)) for s in config.scenarios]
     except ConfigError as err:
         raise EvaluationError(str(err)) from None
     if route_files is not None:

@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from src.cli import parse_simulation_params
+from src.argv import parse_simulation_params
 from src.control.registry import PLUGINS_ENV
 from src.metrics import METRIC_NAMES
 from src.orchestration.simulation import run_simulation

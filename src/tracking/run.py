@@ -26,7 +26,6 @@ from mlflow.entities import Metric, Param, RunTag
 from stable_baselines3.common.logger import KVWriter
 
 from src.rl.normalization import NORMALIZATION_NAME, read_normalization
-from src.tracking.pyfunc import TrafficPolicyModel
 from src.tracking.store import REPO_ROOT, ensure_experiment, ensure_store
 
 logger = logging.getLogger(__name__)
@@ -249,6 +248,10 @@ class TrainingRun:
         self._log_normalization(model_zip)
         with warnings.catch_warnings():  # MLflow's advice on type hints / pickling does not apply here
             warnings.simplefilter("ignore", UserWarning)
+            # imported here, under the filter: MLflow gives that advice when the class is defined,
+            # which at the top would print it on every start of a training or evaluation script
+            from src.tracking.pyfunc import TrafficPolicyModel
+
             pyfunc_logger = logging.getLogger("mlflow.pyfunc")
             level = pyfunc_logger.level
             pyfunc_logger.setLevel(logging.ERROR)
