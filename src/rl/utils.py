@@ -163,8 +163,8 @@ def load_checked_model(path: Path, observation_size: int, action_size: int, wher
     obs_size, act_size = policy_space_size(model.observation_space), policy_space_size(model.action_space)
     if len(getattr(model.observation_space, "shape", ()) or ()) != 1 or (obs_size, act_size) != (observation_size, action_size):
         raise IncompatibleModelError(
-            f"{where}: the model's observation/action sizes are {obs_size}/{act_size}, but this network gives "
-            f"{observation_size}/{action_size}; train a new model or use the network it was trained on")
+            f"{where}: the model's observation/action shapes are ({obs_size},)/({act_size},), but this network gives "
+            f"({observation_size},)/({action_size},); train a new model or use the network it was trained on")
     if policy_kwargs:
         for key in ("net_arch", "activation_fn"):
             have, want = model.policy_kwargs.get(key), policy_kwargs.get(key)
