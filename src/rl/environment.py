@@ -19,12 +19,13 @@ import logging
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import Any, Dict, Mapping, Optional, Sequence, Union
 
 import gymnasium as gym
 import numpy as np
 
 from src.argv import parse_simulation_params
+from src.params import SimulationParams
 from src.control import CycleTiming, LaneInfo, LaneSampler, SignalActuator, plan_timing, run_cycle
 from src.control.base import DEFAULT_SAMPLE_INTERVAL_S
 from src.metrics import compute_trip_metrics
@@ -56,18 +57,19 @@ def network_dimensions(network_path: Path, features: Optional[Mapping[str, Seque
 
 
 class ScenarioEnv(gym.Env):
-    """The SUMO side of one scenario's env: its routes, one simulation per episode, the
+    """The SUMO side of one scenario's env (its `SimulationParams`, or a replay string): its routes, one simulation per episode, the
     episode's trip metrics. Subclasses say what an action is (`TrafficControlEnv`: one cycle's
     green splits; `PhaseSelectEnv`: the green each junction holds next)."""
 
     metadata = {"render_modes": []}
 
-    def __init__(self, env_params: str, network_path: Path, work_dir: Optional[Path] = None,
+    def __init__(self, env_params: Union[SimulationParams, str], network_path: Path, work_dir: Optional[Path] = None,
                  scenario_name: str = "scenario", route_files: Optional[Sequence[str]] = None,
                  route_order: str = "sequential", route_seed: int = 0) -> None:
         super().__init__()
-        self.env_params = env_params
-        self.params = parse_simulation_params(env_params)
+        # Training hands each env its scenario's typed params (checked once, when the config was
+        # loaded); a replay string (tests, debugging) is parsed here.
+        self.params = env_params if isinstance(env_params, SimulationParams) else parse_simulation_params(env_params)
         self.scenario_name = scenario_name
         self.network = NetworkArtifacts.load(Path(network_path))
         self.plans = read_phase_plans(self.network.net_file)
@@ -151,7 +153,7 @@ class TrafficControlEnv(ScenarioEnv):
 
     def __init__(
         self,
-        env_params: str,
+        env_params: Union[SimulationParams, str],
         network_path: Path,
         cycle_lengths: Optional[Sequence[int]] = None,
         cycle_strategy: str = "fixed",

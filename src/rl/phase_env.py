@@ -19,11 +19,12 @@ of the simulation is a time limit: `truncated`, never `terminated`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Union
 
 import gymnasium as gym
 import numpy as np
 
+from src.params import SimulationParams
 from src.control import LaneInfo, PhaseActuator, plan_timing
 from src.rl.environment import ScenarioEnv
 from src.rl.junction_observation import JunctionObserver, phase_select_dimensions
@@ -38,7 +39,7 @@ class PhaseSelectEnv(ScenarioEnv):
 
     def __init__(
         self,
-        env_params: str,
+        env_params: Union[SimulationParams, str],
         network_path: Path,
         decision_interval: float = 5.0,
         reward_function: str = "delay",

@@ -24,7 +24,7 @@ from stable_baselines3.common.logger import CSVOutputFormat, HumanOutputFormat
 
 from src.locations import LocationError, check_writable_dir
 from src.params import ParameterError
-from src.rl.config import ConfigError, load_modular_config, network_params_string, save_experiment
+from src.rl.config import ConfigError, load_modular_config, save_experiment, scenario_params
 from src.rl.learning_curve import write_learning_curve
 from src.rl.train_args import CONFIG_ROLES, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR, overrides_from
 from src.rl.training import TrainingResult, build_shared_network, policy_dimensions, policy_kwargs_from, train_rl_policy
@@ -237,8 +237,8 @@ def run_training(args: argparse.Namespace, mode: str, config=None, source_files:
         stop.check("before the run started")
         model_dir = _unique_model_dir(plan.models_dir, plan.model_name)
         try:
-            network_dir = build_shared_network(network_params_string(plan.config), model_dir / "network",
-                                               plan.config.cycle_lengths)
+            network_dir = build_shared_network(scenario_params(plan.config, plan.config.scenarios[0]),
+                                               model_dir / "network", plan.config.cycle_lengths)
             metadata = _check_resumed_model(plan, network_dir) if plan.resumed else {}
             stop.check("before the run started")
         except ParameterError as err:

@@ -20,6 +20,7 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
 from src.argv import parse_simulation_params
+from src.params import SimulationParams
 from src.control.actuator import check_cycle_fits, plan_timing
 from src.network import build_network
 from src.network.artifacts import NetworkArtifacts
@@ -27,7 +28,7 @@ from src.network.phases import read_phase_plans
 from src.rl import constants as C
 from src.rl.callbacks import (CheckpointWithMetadataCallback, EpisodeMetricsCallback, HeldOutEvaluation,
                               ProgressCallback, RolloutStartCallback, ScheduleCallback, StopFlagCallback)
-from src.rl.config import build_env_params_for_scenario, eval_scenario_entries, network_params_string
+from src.rl.config import eval_scenario_entries, scenario_params, shared_params
 from src.rl.environment import TrafficControlEnv, network_dimensions
 from src.rl.junction_observation import phase_select_dimensions
 from src.rl.junction_vec_env import JunctionVecEnv
@@ -45,13 +46,15 @@ logger = logging.getLogger(__name__)
 # --- environments -------------------------------------------------------------------------
 
 
-def build_shared_network(network_params: str, out_dir: Path, cycle_lengths: Sequence[int] = ()) -> Path:
+def build_shared_network(network_params: Union[SimulationParams, str], out_dir: Path,
+                         cycle_lengths: Sequence[int] = ()) -> Path:
     """Build the network of a batch once; every env gets this folder's path.
 
+    `network_params`: typed params (their network and signal timing) or a replay string.
     Raises ParameterError when a cycle length (of `network_params` or `cycle_lengths`) is too
     short for the phases of the network's junctions, before any env starts.
     """
-    params = parse_simulation_params(network_params)
+    params = network_params if isinstance(network_params, SimulationParams) else parse_simulation_params(network_params)
     c = params.control
     network = build_network(params.network, Path(out_dir), yellow_time=c.yellow_time, min_green=c.min_green,
                             cycle_length=c.cycle_length_or_default)
@@ -62,7 +65,7 @@ def build_shared_network(network_params: str, out_dir: Path, cycle_lengths: Sequ
 
 
 def make_env_factory(
-    env_params: str,
+    env_params: Union[SimulationParams, str],
     network_path: Path,
     work_dir: Path,
     scenario_name: str,
@@ -88,7 +91,7 @@ def make_env_factory(
 
 
 def create_vectorized_env(
-    env_params_list: Union[str, Sequence[str]],
+    env_params_list: Union[SimulationParams, str, Sequence[Union[SimulationParams, str]]],
     network_path: Path,
     cycle_lengths: Optional[Sequence[int]] = None,
     cycle_strategy: str = "fixed",
@@ -111,7 +114,7 @@ def create_vectorized_env(
     or stuck workers); `in_process` keeps several envs in this process (debugging; the first
     uses libsumo, the others TraCI).
     """
-    if isinstance(env_params_list, str):
+    if isinstance(env_params_list, (str, SimulationParams)):
         env_params_list = [env_params_list] * max(int(n_envs), 1)
     env_params_list = list(env_params_list)
     if not env_params_list:
@@ -235,8 +238,8 @@ def policy_kwargs_from(net_arch: Any, activation: str, log_std_init: float) -> D
 def train_rl_policy(
     config: Any,
     model_dir: Path,
-    env_params_list: Optional[Sequence[str]] = None,
-    env_params_string: Optional[str] = None,
+    env_params_list: Optional[Sequence[Union[SimulationParams, str]]] = None,
+    env_params_string: Optional[Union[SimulationParams, str]] = None,
     scenario_names: Optional[Sequence[str]] = None,
     n_envs: Optional[int] = None,
     resume_from: Optional[Path] = None,
@@ -252,8 +255,9 @@ def train_rl_policy(
 ) -> TrainingResult:
     """Train (or continue) one PPO policy on the scenarios of `config` (an `ExperimentConfig`).
 
-    `env_params_list` gives one env per scenario; `env_params_string` is the one-scenario
-    form, replicated `n_envs` times. By default the list is built from `config.scenarios`.
+    `env_params_list` gives one env per scenario (typed params, or replay strings);
+    `env_params_string` is the one-scenario form, replicated `n_envs` times. By default the
+    list is each scenario's typed params (`scenario_params`): nothing is re-parsed on the way.
     `stop_flag()` returning True ends training at the next step with a checkpoint (SIGTERM).
     `network_dir` reuses a network already built from `config` (else it is built in
     `model_dir/network`).
@@ -262,7 +266,8 @@ def train_rl_policy(
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     if env_params_list is None and env_params_string is None:
-        env_params_list = [build_env_params_for_scenario(config, s) for s in config.scenarios]
+        shared = shared_params(config)  # typed, checked once; pickled as they are into the workers
+        env_params_list = [scenario_params(config, s, shared) for s in config.scenarios]
         scenario_names = scenario_names or [s["name"] for s in config.scenarios]
     if env_params_string is not None:
         count = int(n_envs or 1)
@@ -273,7 +278,8 @@ def train_rl_policy(
     scenario_names = list(scenario_names or [f"scenario{k}" for k in range(len(env_params_list))])
 
     if network_dir is None:
-        network_dir = build_shared_network(network_params_string(config), model_dir / "network", config.cycle_lengths)
+        network_dir = build_shared_network(scenario_params(config, config.scenarios[0]), model_dir / "network",
+                                           config.cycle_lengths)
     features = config.features or None
     dims = policy_dimensions(config, network_dir)
     logger.info("network: %d signals, up to %d phases; %s control, %s policy: observation size %d, action size %d",
@@ -374,7 +380,7 @@ def train_rl_policy(
         evaluation = None
         if evaluate and config.eval_freq and config.eval_freq > 0:
             held_out = eval_scenario_entries(config)
-            eval_params = [build_env_params_for_scenario(config, s) for s in held_out] or env_params_list
+            eval_params = [scenario_params(config, s) for s in held_out] or env_params_list
             eval_names = [s["name"] for s in held_out] or scenario_names
             eval_env = scenario_envs(config, eval_params, eval_names, network_dir, dims, model_dir / "eval_envs",
                                      in_process=in_process)
