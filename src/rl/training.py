@@ -28,6 +28,7 @@ from src.rl import constants as C
 from src.rl.callbacks import (CheckpointWithMetadataCallback, EpisodeMetricsCallback, HeldOutEvaluation,
                               ProgressCallback, RolloutStartCallback, ScheduleCallback, StopFlagCallback)
 from src.rl.config import build_env_params_for_scenario, eval_scenario_entries, network_params_string
+from src.rl.config.experiment import effective_cycle_lengths, scenario_env_options
 from src.rl.environment import TrafficControlEnv, network_dimensions
 from src.rl.junction_observation import phase_select_dimensions
 from src.rl.junction_vec_env import JunctionVecEnv
@@ -166,8 +167,12 @@ def policy_dimensions(config: Any, network_dir: Path) -> Dict[str, int]:
 
 
 def scenario_envs(config: Any, env_params_list: Sequence[str], names: Sequence[str], network_dir: Path,
-                  dims: Mapping[str, int], work_root: Path, **options: Any) -> VecEnv:
-    """The VecEnv PPO sees for these scenarios: one env each, junction entries under sharing."""
+                  dims: Mapping[str, int], work_root: Path, entries: Optional[Sequence[Mapping[str, Any]]] = None,
+                  **options: Any) -> VecEnv:
+    """The VecEnv PPO sees for these scenarios: one env each, junction entries under sharing.
+    A route-file scenario's env rotates all its files (`entries`, default the config's, by name)."""
+    by_name = {s["name"]: s for s in (entries if entries is not None else config.scenarios)}
+    per_env = [scenario_env_options(by_name.get(name)) for name in names]
     if config.control_mode == "phase_select":
         env_kwargs = dict(decision_interval=float(config.decision_interval), reward_function=config.reward_function,
                           reward_params=config.reward_params, flatten=config.sharing == "network")
@@ -178,7 +183,8 @@ def scenario_envs(config: Any, env_params_list: Sequence[str], names: Sequence[s
     venv = create_vectorized_env(list(env_params_list), network_dir, network_dimensions=dims, work_root=work_root,
                                  scenario_names=list(names), control_mode=config.control_mode,
                                  step_timeout_s=float(config.env_step_timeout_s),
-                                 max_restarts=int(config.max_env_restarts), **options, **env_kwargs)
+                                 max_restarts=int(config.max_env_restarts), per_env_kwargs=per_env,
+                                 **options, **env_kwargs)
     return JunctionVecEnv(venv) if config.control_mode == "phase_select" and config.sharing == "junction" else venv
 
 
@@ -273,7 +279,8 @@ def train_rl_policy(
     scenario_names = list(scenario_names or [f"scenario{k}" for k in range(len(env_params_list))])
 
     if network_dir is None:
-        network_dir = build_shared_network(network_params_string(config), model_dir / "network", config.cycle_lengths)
+        network_dir = build_shared_network(network_params_string(config), model_dir / "network",
+                                           effective_cycle_lengths(config))
     features = config.features or None
     dims = policy_dimensions(config, network_dir)
     logger.info("network: %d signals, up to %d phases; %s control, %s policy: observation size %d, action size %d",
@@ -377,7 +384,7 @@ def train_rl_policy(
             eval_params = [build_env_params_for_scenario(config, s) for s in held_out] or env_params_list
             eval_names = [s["name"] for s in held_out] or scenario_names
             eval_env = scenario_envs(config, eval_params, eval_names, network_dir, dims, model_dir / "eval_envs",
-                                     in_process=in_process)
+                                     held_out or None, in_process=in_process)
             # Frozen copy of the training statistics (synced before each evaluation), raw rewards.
             eval_env = wrap_normalized(eval_env, bool(config.normalize_observations), bool(config.normalize_reward),
                                        float(config.gamma), float(C.DEFAULT_NORMALIZATION_CLIP), training=False)
