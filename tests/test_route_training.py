@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Dict, List
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from mlflow import MlflowClient
@@ -19,6 +20,7 @@ from mlflow import MlflowClient
 from conftest import REPO_ROOT, artifact_paths, python, subprocess_env
 from route_fixtures import COUNT_A, COUNT_B, END_TIME, GREENS, build_route_fixture, write_bad_route_files
 from src.network.phases import read_phase_plans
+from src.orchestration.evaluate import evaluate_controllers
 from src.rl.config import build_env_params_for_scenario, load_modular_config
 from src.rl.phase_env import PhaseSelectEnv
 from src.rl.pipeline import run_training
@@ -145,3 +147,17 @@ def test_a_bad_route_file_is_one_line_before_any_run(tmp_path, mlflow_store, pro
     assert MlflowClient(tracking_uri=mlflow_store).search_runs(
         [e.experiment_id for e in MlflowClient(tracking_uri=mlflow_store).search_experiments()]) == []
     assert not (tmp_path / "models").exists() or not any((tmp_path / "models").iterdir())
+
+
+def test_evaluation_of_a_route_file_scenario_gives_one_row_per_file(tmp_path):
+    files = write_experiment(tmp_path, "study/routes_*.rou.xml")
+    table = evaluate_controllers(files["network"], files["scenarios"], "fixed,max_pressure", repeats=1,
+                                 out_dir=tmp_path / "eval", workers=1)
+    rows = {(r["scenario"], r["controller"]): r for r in table.to_dict("records")}
+    assert set(rows) == {(s, c) for s in ("recorded.routes_a", "recorded.routes_b") for c in ("fixed", "max_pressure")}
+    # each row ran its own file only (its planned vehicles), `fixed` on the network's own program
+    assert rows[("recorded.routes_a", "fixed")]["vehicles_planned_mean"] == COUNT_A
+    assert rows[("recorded.routes_b", "fixed")]["vehicles_planned_mean"] == COUNT_B
+    runs = pd.read_csv(tmp_path / "eval/evaluation_runs.csv")
+    assert not runs["env_params"].str.contains("--cycle-length|--num_vehicles").any()
+    assert (runs["vehicles_arrived"] > 0).all()

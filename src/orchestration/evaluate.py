@@ -38,7 +38,7 @@ import traceback
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import pandas as pd
 
@@ -420,6 +420,25 @@ def _route_file_scenarios(route_files: Sequence[PathLike], network_string: str, 
     return scenarios
 
 
+def _config_scenarios(config: Any, build: Any) -> Tuple[List[tuple], Dict[str, str]]:
+    """(name, env-params) per scenario of a scenarios file; a route-file scenario with several
+    files gives one row per file, `<scenario>.<file>` (held-out files evaluated one by one, as
+    each training episode ran one). Also: row name -> its scenario's name (for `--scenario`)."""
+    rows: List[tuple] = []
+    owner: Dict[str, str] = {}
+    for scenario in config.scenarios:
+        files = scenario.get("route_files") or []
+        if len(files) < 2:
+            rows.append((scenario["name"], build(config, scenario)))
+            owner[scenario["name"]] = scenario["name"]
+            continue
+        for file in files:
+            label = f"{scenario['name']}.{scenario_name_for_route_file(file)}"
+            rows.append((label, build(config, {**scenario, "route_files": [file]})))
+            owner[label] = scenario["name"]
+    return rows, owner
+
+
 def _route_scenarios_file(out_dir: Path) -> Path:
     """A placeholder scenarios file: with --route-files the network YAML is read without one."""
     folder = Path(tempfile.mkdtemp(prefix="evaluation_routes_"))
@@ -508,6 +527,7 @@ def evaluate_controllers(
 
     # -- scenarios: (name, base env-params string) and the network params string
     config = None
+    owners: Dict[str, str] = {}  # row -> its route-file scenario (config mode)
     if sumocfg_files:
         if network_config is not None or scenarios_file is not None or net_file is not None or route_files:
             raise EvaluationError("--sumocfg replaces --network/--scenarios/--net-file/--route-files; give one form")
@@ -551,7 +571,7 @@ def evaluate_controllers(
         seed0 = int(base_seed) if base_seed is not None else int(config.sumo_seed)
         try:
             network_string = network_params_string(config)
-            scenarios = [(s["name"], build_env_params_for_scenario(config, s)) for s in config.scenarios]
+            scenarios, owners = _config_scenarios(config, build_env_params_for_scenario)
         except ConfigError as err:
             raise EvaluationError(str(err)) from None
         inputs = {"network_config": str(network_config), "scenarios_file": str(scenarios_file),
@@ -559,11 +579,12 @@ def evaluate_controllers(
 
     wanted = [s.strip() for item in (scenario_names or []) if item for s in str(item).split(",") if s.strip()]
     if wanted:
-        available = [s[0] for s in scenarios]
+        # a route-file scenario's name selects all its files' rows
+        available = list(dict.fromkeys([s[0] for s in scenarios] + list(owners.values())))
         unknown = [s for s in wanted if s not in available]
         if unknown:
             raise EvaluationError(f"--scenario: unknown scenario {unknown[0]!r}; available: {', '.join(available)}")
-        scenarios = [s for s in scenarios if s[0] in wanted]
+        scenarios = [s for s in scenarios if s[0] in wanted or owners.get(s[0]) in wanted]
     scenario_list = [s[0] for s in scenarios]
     if not scenario_list:
         raise EvaluationError("no scenario to evaluate")
