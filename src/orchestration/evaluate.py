@@ -185,12 +185,12 @@ def _resolve_model(model: Optional[str], tracking_uri: Optional[str]) -> Dict[st
 
 
 def _check_model_fits(model_file: Path, network_dir: Path, model: str) -> None:
-    from src.rl.environment import network_dimensions
+    from src.rl.training import model_dimensions
     from src.rl.utils import IncompatibleModelError, check_compatible, read_model_metadata
 
     try:
         metadata = read_model_metadata(model_file)
-        dims = network_dimensions(network_dir, metadata.get("features"))
+        dims = model_dimensions(metadata, network_dir)  # the model's own control mode and sharing
         check_compatible(metadata, dims["observation"], dims["action"], f"--model {model}")
     except (IncompatibleModelError, FileNotFoundError) as err:
         raise EvaluationError(str(err)) from None
