@@ -89,7 +89,7 @@ def test_repository_files_load_into_a_valid_config():
     assert second["routing_strategy"] == "shortest 70 realtime 30"
     assert second["vehicle_types"] == "passenger 90 public 10"
     assert second["start_time_hour"] == 7.0
-    assert all(set(s) == S.SCENARIO_KEYS for s in config.scenarios)  # completed with defaults
+    assert all(set(s) == S.SCENARIO_TRAFFIC_KEYS | {"name"} for s in config.scenarios)  # completed with defaults
     # algorithm
     assert config.learning_rate == 1e-4 and isinstance(config.learning_rate, float)
     assert config.lr_final == 5e-6
@@ -398,7 +398,7 @@ def test_network_params_string_has_only_network_options():
 def test_validate_experiment_on_a_built_config():
     config = ExperimentConfig(scenarios=[{"name": "only", "num_vehicles": 200}], block_size_m=150)
     validate_experiment(config)
-    assert config.block_size_m == 150.0 and set(config.scenarios[0]) == S.SCENARIO_KEYS
+    assert config.block_size_m == 150.0 and set(config.scenarios[0]) == S.SCENARIO_TRAFFIC_KEYS | {"name"}
     with pytest.raises(ConfigError, match="scenario list is empty"):
         validate_experiment(ExperimentConfig())
     with pytest.raises(ConfigError, match=r"config: key 'n_steps': expected an integer"):

@@ -3,15 +3,39 @@ keeps its own multi-phase programs (real netconvert, SUMO, PPO)."""
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
+import json
+import subprocess
 import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Dict, List
 
 import numpy as np
+import pandas as pd
 import pytest
+import yaml
+from mlflow import MlflowClient
 
-from route_fixtures import END_TIME, build_route_fixture
+from conftest import REPO_ROOT, artifact_paths, python, subprocess_env
+from route_fixtures import COUNT_A, COUNT_B, END_TIME, GREENS, build_route_fixture, write_bad_route_files
 from src.network.phases import read_phase_plans
+from src.orchestration.evaluate import evaluate_controllers
+from src.rl.config import build_env_params_for_scenario, load_modular_config
 from src.rl.phase_env import PhaseSelectEnv
+from src.rl.pipeline import run_training
 from src.rl.training import build_shared_network
+
+ROUTE_IDS = {"routes_a.rou.xml": [f"a{k}" for k in range(COUNT_A)],
+             "routes_b.rou.xml": [f"b{k}" for k in range(COUNT_B)]}
+
+
+def train_script():
+    """rl/server/train.py as a module (its parser is the one a user runs)."""
+    spec = importlib.util.spec_from_file_location("server_train", REPO_ROOT / "rl/server/train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="module")
@@ -45,3 +69,95 @@ def test_env_rotates_route_files_and_keeps_the_programs(fixture, tmp_path):
         assert 0 < info["episode_metrics"]["vehicles_arrived"] <= len(ran)
     assert used == ["routes_a.rou.xml", "routes_b.rou.xml", "routes_a.rou.xml"]
     env.close()
+
+
+# --- from YAML files through the training pipeline into MLflow ---------------------------------
+
+CONFIGS = REPO_ROOT / "rl/configs"
+EXECUTION = {"end_time": END_TIME, "total_timesteps": 384, "n_steps": 64, "batch_size": 64, "n_epochs": 2,
+             "checkpoint_freq": 10**6, "eval_freq": 0, "early_stopping_patience": 0}
+
+
+def write_experiment(folder: Path, route_files) -> Dict[str, Path]:
+    """A network YAML naming the fixture's net file, a scenarios YAML with one route-file scenario."""
+    fx = build_route_fixture(folder / "study")
+    files = {"network": folder / "network.yaml", "scenarios": folder / "scenarios.yaml",
+             "algorithm": CONFIGS / "algorithm/ppo_small.yaml", "reward": CONFIGS / "reward/delay.yaml",
+             "execution": folder / "execution.yaml"}
+    files["network"].write_text(f"net_file: study/{fx.net_file.name}\ncontrol_mode: phase_select\n"
+                                "decision_interval: 5\nmin_green: 5\n")
+    files["scenarios"].write_text(yaml.safe_dump({"scenarios": [{"name": "recorded", "route_files": route_files}]}))
+    files["execution"].write_text(yaml.safe_dump(EXECUTION))
+    return files
+
+
+def train_args(files: Dict[str, Path], store: str, models: Path) -> List[str]:
+    return [*(a for role, path in files.items() for a in (f"--{role}", str(path))),
+            "--tracking-uri", store, "--models-dir", str(models)]
+
+
+def test_route_file_scenario_trains_through_the_pipeline_and_mlflow_records_its_files(tmp_path, mlflow_store):
+    files = write_experiment(tmp_path, ["study/routes_a.rou.xml", "study/routes_b.rou.xml"])
+    fx_files = [tmp_path / "study/routes_a.rou.xml", tmp_path / "study/routes_b.rou.xml"]
+    config = load_modular_config(*(files[r] for r in ("network", "scenarios", "algorithm", "reward", "execution")))
+    replay = build_env_params_for_scenario(config, config.scenarios[0])
+    # the replay string runs the first file on the network's own programs and cycle: no generator, no cycle
+    assert f"--route-file {fx_files[0]}" in replay
+    assert "--num_vehicles" not in replay and "--cycle-length" not in replay
+
+    args = train_script().build_parser().parse_args(train_args(files, mlflow_store, tmp_path / "models"))
+    outcome = run_training(args, "server")
+    assert outcome.num_timesteps >= 384 and outcome.run_id
+
+    # the programs were kept: 4 phases per junction with the fixture's own green durations
+    plans = read_phase_plans(outcome.model_dir / "network/network.net.xml")
+    assert {t: p.num_phases for t, p in plans.items()} == {"J1": 4, "J2": 4}
+    assert {t: tuple(p.green_durations) for t, p in plans.items()} == GREENS
+
+    # each episode ran the expected file: sequential rotation a, b, a, ... per MLflow and SUMO's records
+    client = MlflowClient(tracking_uri=mlflow_store)
+    history = sorted(client.get_metric_history(outcome.run_id, "scenario/recorded/route_file_index"),
+                     key=lambda m: m.step)
+    used = [int(m.value) for m in history]
+    assert len(used) >= 3 and used == [k % 2 for k in range(len(used))]
+    last = fx_files[used[-1]].name
+    ran = trip_ids(outcome.model_dir / "envs/00_recorded/last_episode/tripinfo.xml")
+    assert ran and ran <= set(ROUTE_IDS[last])  # only the last episode's file's vehicles
+
+    # MLflow holds the files' checksums and the (small) files themselves
+    record = json.loads(Path(client.download_artifacts(outcome.run_id, "route_files/recorded.json",
+                                                       str(tmp_path / "dl"))).read_text())
+    assert [(Path(r["path"]).name, r["sha256"]) for r in record["files"]] == \
+        [(f.name, hashlib.sha256(f.read_bytes()).hexdigest()) for f in fx_files]
+    assert [r["vehicles"] for r in record["files"]] == [40, 25] and record["route_order"] == "sequential"
+    assert {"route_files/recorded/routes_a.rou.xml", "route_files/recorded/routes_b.rou.xml"} <= \
+        artifact_paths(mlflow_store, outcome.run_id)
+
+
+@pytest.mark.parametrize("problem", ["unknown_edge", "empty", "not_xml", "late"])
+def test_a_bad_route_file_is_one_line_before_any_run(tmp_path, mlflow_store, problem):
+    bad = write_bad_route_files(tmp_path / "bad")[problem]
+    files = write_experiment(tmp_path, ["study/routes_a.rou.xml", str(bad)])
+    proc = subprocess.run([python(), str(REPO_ROOT / "rl/server/train.py"),
+                           *train_args(files, mlflow_store, tmp_path / "models")],
+                          capture_output=True, text=True, env=subprocess_env(), timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]  # (MLflow's import warning aside)
+    assert len(lines) == 1 and "scenario 'recorded'" in lines[0] and bad.name in lines[0], proc.stderr
+    assert MlflowClient(tracking_uri=mlflow_store).search_runs(
+        [e.experiment_id for e in MlflowClient(tracking_uri=mlflow_store).search_experiments()]) == []
+    assert not (tmp_path / "models").exists() or not any((tmp_path / "models").iterdir())
+
+
+def test_evaluation_of_a_route_file_scenario_gives_one_row_per_file(tmp_path):
+    files = write_experiment(tmp_path, "study/routes_*.rou.xml")
+    table = evaluate_controllers(files["network"], files["scenarios"], "fixed,max_pressure", repeats=1,
+                                 out_dir=tmp_path / "eval", workers=1)
+    rows = {(r["scenario"], r["controller"]): r for r in table.to_dict("records")}
+    assert set(rows) == {(s, c) for s in ("recorded.routes_a", "recorded.routes_b") for c in ("fixed", "max_pressure")}
+    # each row ran its own file only (its planned vehicles), `fixed` on the network's own program
+    assert rows[("recorded.routes_a", "fixed")]["vehicles_planned_mean"] == COUNT_A
+    assert rows[("recorded.routes_b", "fixed")]["vehicles_planned_mean"] == COUNT_B
+    runs = pd.read_csv(tmp_path / "eval/evaluation_runs.csv")
+    assert not runs["env_params"].str.contains("--cycle-length|--num_vehicles").any()
+    assert (runs["vehicles_arrived"] > 0).all()

@@ -113,6 +113,7 @@ class Scenarios:
     config: Optional[ExperimentConfig] = None  # config mode: the loaded configuration
     net_file: Optional[Path] = None  # files mode: the given net file
     per_scenario_network: bool = False  # study mode: each .sumocfg brings its own network
+    owners: Dict[str, str] = field(default_factory=dict)  # row -> its route-file scenario (config mode)
     names: List[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -196,8 +197,7 @@ def _config_scenarios(network_config: Path, scenarios_file: Optional[Path], rout
         if route_files is not None:
             runs = _route_file_scenarios(route_files, network_string, horizon)
         else:
-            shared = shared_params(config)
-            runs = [(s["name"], build_env_params_for_scenario(config, s, shared)) for s in config.scenarios]
+            runs, owners = _rows_of(config)
     except ConfigError as err:
         raise EvaluationError(str(err)) from None
     if route_files is not None:
@@ -205,7 +205,28 @@ def _config_scenarios(network_config: Path, scenarios_file: Optional[Path], rout
     else:
         inputs = {"network_config": str(network_config), "scenarios_file": str(scenarios_file),
                   "execution_config": str(execution_config) if execution_config else None}
-    return Scenarios(runs, network_string, horizon, seed0, inputs, config=config)
+    return Scenarios(runs, network_string, horizon, seed0, inputs, config=config,
+                     owners=owners if route_files is None else {})
+
+
+def _rows_of(config: ExperimentConfig) -> Tuple[List[Tuple[str, str]], Dict[str, str]]:
+    """(row name, env-params) per scenario of a scenarios file; a route-file scenario with several
+    files gives one row per file, `<scenario>.<file>` (held-out files evaluated one by one, as
+    each training episode ran one). Also: row name -> its scenario's name (for `--scenario`)."""
+    shared = shared_params(config)
+    rows: List[Tuple[str, str]] = []
+    owners: Dict[str, str] = {}
+    for scenario in config.scenarios:
+        files = scenario.get("route_files") or []
+        if len(files) < 2:
+            rows.append((scenario["name"], build_env_params_for_scenario(config, scenario, shared)))
+            owners[scenario["name"]] = scenario["name"]
+            continue
+        for file in files:
+            label = f"{scenario['name']}.{scenario_name_for_route_file(file)}"
+            rows.append((label, build_env_params_for_scenario(config, {**scenario, "route_files": [file]}, shared)))
+            owners[label] = scenario["name"]
+    return rows, owners
 
 
 def _file_scenarios(net_file: PathLike, route_files: Sequence[PathLike], end_time: Optional[int],
@@ -259,10 +280,12 @@ def read_scenarios(
     runs = scenarios.runs
     wanted = [s.strip() for item in (scenario_names or []) if item for s in str(item).split(",") if s.strip()]
     if wanted:
-        unknown = [s for s in wanted if s not in scenarios.names]
+        owners = scenarios.owners
+        available = list(dict.fromkeys([*scenarios.names, *owners.values()]))  # a scenario selects its files' rows
+        unknown = [s for s in wanted if s not in available]
         if unknown:
-            raise EvaluationError(f"--scenario: unknown scenario {unknown[0]!r}; available: {', '.join(scenarios.names)}")
-        runs = [s for s in runs if s[0] in wanted]
+            raise EvaluationError(f"--scenario: unknown scenario {unknown[0]!r}; available: {', '.join(available)}")
+        runs = [s for s in runs if s[0] in wanted or owners.get(s[0]) in wanted]
     if not runs:
         raise EvaluationError("no scenario to evaluate")
     network_string = scenarios.network_params

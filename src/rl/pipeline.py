@@ -25,7 +25,9 @@ from stable_baselines3.common.logger import CSVOutputFormat, HumanOutputFormat
 from src.locations import LocationError, check_writable_dir
 from src.params import ParameterError
 from src.rl.config import ConfigError, load_modular_config, save_experiment, scenario_params
+from src.rl.config.experiment import effective_cycle_lengths
 from src.rl.learning_curve import write_learning_curve
+from src.rl.route_logging import RouteFileCallback
 from src.rl.train_args import CONFIG_ROLES, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR, overrides_from
 from src.rl.training import TrainingResult, build_shared_network, policy_dimensions, policy_kwargs_from, train_rl_policy
 from src.rl.utils import IncompatibleModelError, load_checked_model, read_model_metadata
@@ -33,6 +35,7 @@ from src.rl.vec_env import EnvWorkerError
 from src.tracking.lineage import (BatchPlan, LineageError, chain_alias, new_chain_id, plan_chain_batch,
                                   version_tags)
 from src.tracking.registry import ModelResolutionError, resolve_model_uri
+from src.tracking.route_records import log_route_files
 from src.tracking.run import TrainingRun, flatten, git_commit
 from src.tracking.store import REPO_ROOT, check_artifact_location, ensure_store, resolve_tracking_uri
 from src.tracking.tracker import NullTracker, Tracker
@@ -238,7 +241,7 @@ def run_training(args: argparse.Namespace, mode: str, config=None, source_files:
         model_dir = _unique_model_dir(plan.models_dir, plan.model_name)
         try:
             network_dir = build_shared_network(scenario_params(plan.config, plan.config.scenarios[0]),
-                                               model_dir / "network", plan.config.cycle_lengths)
+                                               model_dir / "network", effective_cycle_lengths(plan.config))
             metadata = _check_resumed_model(plan, network_dir) if plan.resumed else {}
             stop.check("before the run started")
         except ParameterError as err:
@@ -291,6 +294,7 @@ def _train(mode: str, plan: _Plan, model_dir: Path, network_dir: Path, resumed_m
             "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         })
         run.log_config(model_dir / "resolved_config.yaml", plan.scenarios, plan.source_files, model_dir)
+        log_route_files(run, plan.scenarios, model_dir)  # recorded demand: checksums, small files whole
         stop.check("before training started")
         lineage = {"chain_id": chain_id, "batch_index": batch_index}
         results, failure = _train_groups(mode, plan, config, model_dir, network_dir, run, stop, lineage)
@@ -351,6 +355,7 @@ def _train_groups(mode: str, plan: _Plan, config, model_dir: Path, network_dir: 
                 on_checkpoint=lambda p: run.log_artifact(p, "checkpoints"),
                 output_formats=_output_formats(group_dir, run),
                 stop_flag=stop, in_process=plan.single_env, network_dir=network_dir, extra_metadata=lineage,
+                extra_callbacks=[RouteFileCallback(group, run.log_metrics)],
             )
         except IncompatibleModelError as err:
             raise UserError(str(err)) from None

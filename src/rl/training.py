@@ -29,6 +29,7 @@ from src.rl import constants as C
 from src.rl.callbacks import (CheckpointWithMetadataCallback, EpisodeMetricsCallback, HeldOutEvaluation,
                               ProgressCallback, RolloutStartCallback, ScheduleCallback, StopFlagCallback)
 from src.rl.config import eval_scenario_entries, scenario_params, shared_params
+from src.rl.config.experiment import effective_cycle_lengths, scenario_env_options
 from src.rl.environment import TrafficControlEnv, network_dimensions
 from src.rl.junction_observation import phase_select_dimensions
 from src.rl.junction_vec_env import JunctionVecEnv
@@ -169,8 +170,12 @@ def policy_dimensions(config: Any, network_dir: Path) -> Dict[str, int]:
 
 
 def scenario_envs(config: Any, env_params_list: Sequence[str], names: Sequence[str], network_dir: Path,
-                  dims: Mapping[str, int], work_root: Path, **options: Any) -> VecEnv:
-    """The VecEnv PPO sees for these scenarios: one env each, junction entries under sharing."""
+                  dims: Mapping[str, int], work_root: Path, entries: Optional[Sequence[Mapping[str, Any]]] = None,
+                  **options: Any) -> VecEnv:
+    """The VecEnv PPO sees for these scenarios: one env each, junction entries under sharing.
+    A route-file scenario's env rotates all its files (`entries`, default the config's, by name)."""
+    by_name = {s["name"]: s for s in (entries if entries is not None else config.scenarios)}
+    per_env = [scenario_env_options(by_name.get(name)) for name in names]
     if config.control_mode == "phase_select":
         env_kwargs = dict(decision_interval=float(config.decision_interval), reward_function=config.reward_function,
                           reward_params=config.reward_params, flatten=config.sharing == "network")
@@ -181,7 +186,8 @@ def scenario_envs(config: Any, env_params_list: Sequence[str], names: Sequence[s
     venv = create_vectorized_env(list(env_params_list), network_dir, network_dimensions=dims, work_root=work_root,
                                  scenario_names=list(names), control_mode=config.control_mode,
                                  step_timeout_s=float(config.env_step_timeout_s),
-                                 max_restarts=int(config.max_env_restarts), **options, **env_kwargs)
+                                 max_restarts=int(config.max_env_restarts), per_env_kwargs=per_env,
+                                 **options, **env_kwargs)
     return JunctionVecEnv(venv) if config.control_mode == "phase_select" and config.sharing == "junction" else venv
 
 
@@ -279,7 +285,7 @@ def train_rl_policy(
 
     if network_dir is None:
         network_dir = build_shared_network(scenario_params(config, config.scenarios[0]), model_dir / "network",
-                                           config.cycle_lengths)
+                                           effective_cycle_lengths(config))
     features = config.features or None
     dims = policy_dimensions(config, network_dir)
     logger.info("network: %d signals, up to %d phases; %s control, %s policy: observation size %d, action size %d",
@@ -383,7 +389,7 @@ def train_rl_policy(
             eval_params = [scenario_params(config, s) for s in held_out] or env_params_list
             eval_names = [s["name"] for s in held_out] or scenario_names
             eval_env = scenario_envs(config, eval_params, eval_names, network_dir, dims, model_dir / "eval_envs",
-                                     in_process=in_process)
+                                     held_out or None, in_process=in_process)
             # Frozen copy of the training statistics (synced before each evaluation), raw rewards.
             eval_env = wrap_normalized(eval_env, bool(config.normalize_observations), bool(config.normalize_reward),
                                        float(config.gamma), float(C.DEFAULT_NORMALIZATION_CLIP), training=False)

@@ -24,6 +24,7 @@ from src.rl import constants as C
 from src.rl.config import schema as S
 from src.rl.config.schema import ConfigError
 from src.rl.config.yaml_format import read_mapping
+from src.traffic.route_files import validate_route_files
 from src.validation import got, is_number
 
 
@@ -190,9 +191,25 @@ def network_params(config: ExperimentConfig) -> P.NetworkParams:
         raise _config_error(config, err) from None
 
 
+def keeps_own_cycle(config: ExperimentConfig) -> bool:
+    """A net file whose programs are kept, and no `cycle_lengths` chosen (in a file, on the
+    command line or in code): the programs run on their own cycle, so `fixed` is the network's
+    own program and not the equal split of a 90 s cycle."""
+    keeps = config.net_file is not None and config.signal_programs in (None, "keep")
+    chosen = "cycle_lengths" in config.key_sources or list(config.cycle_lengths) != list(C.DEFAULT_CYCLE_LENGTHS)
+    return keeps and not chosen
+
+
+def effective_cycle_lengths(config: ExperimentConfig) -> List[int]:
+    """The cycle lengths the network is checked against: none when the programs keep their own."""
+    return [] if keeps_own_cycle(config) else list(config.cycle_lengths)
+
+
 def _signal_timing(config: ExperimentConfig) -> P.ControlParams:
-    """The network file's timing (programs built on the first cycle length), Tree Method for a replay."""
-    return P.ControlParams(traffic_control="tree_method", cycle_length=config.cycle_lengths[0],
+    """The network file's timing (programs built on the first cycle length, or the kept
+    programs' own cycle: `keeps_own_cycle`), Tree Method for a replay."""
+    cycle = None if keeps_own_cycle(config) else config.cycle_lengths[0]
+    return P.ControlParams(traffic_control="tree_method", cycle_length=cycle,
                            min_green=config.min_green, yellow_time=config.yellow_time,
                            decision_interval=config.decision_interval)
 
@@ -206,6 +223,8 @@ def _complete_scenario(config: ExperimentConfig, scenario: Any, source: str) -> 
     if unknown:
         raise ConfigError(f"{source}: scenario {name!r}: key {unknown[0]!r} is not a scenario key; "
                           f"scenario keys: {', '.join(sorted(S.SCENARIO_KEYS))}")
+    if any(k in S.ROUTE_KEYS for k in scenario):
+        return S.check_route_scenario(scenario, source)
     return {"name": name, **{k: scenario.get(k, default) for k, default in S.DEFAULT_SCENARIO.items()}}
 
 
@@ -233,6 +252,12 @@ def scenario_params(config: ExperimentConfig, scenario: Mapping[str, Any], share
     source = source or source_of(config, "scenarios")
     entry = _complete_scenario(config, scenario, source)
     network, control = shared or shared_params(config)
+    if S.is_route_scenario(entry):
+        if config.net_file is None:
+            raise ConfigError(f"{source}: scenario {entry['name']!r}: route_files need a network given as a net file; "
+                              f"set net_file in {source_of(config, 'net_file')} (a generated grid has other edges)")
+        traffic = P.TrafficParams(end_time=config.end_time, route_file=Path(entry["route_files"][0]))
+        return P.SimulationParams(network, traffic, control, sumo_seed=config.sumo_seed)
     try:
         traffic = P.TrafficParams(end_time=config.end_time, **{k: entry[k] for k in S.DEFAULT_SCENARIO})
         return P.SimulationParams(network, traffic, control, sumo_seed=config.sumo_seed)
@@ -243,18 +268,37 @@ def scenario_params(config: ExperimentConfig, scenario: Mapping[str, Any], share
 def network_params_string(config: ExperimentConfig) -> str:
     """The network of `config` and its signal timing as `src.cli` options (to build it once).
 
-    `--cycle-length` is the first of `cycle_lengths`.
+    `--cycle-length` is the first of `cycle_lengths`, none when the kept programs run on their
+    own cycle (`keeps_own_cycle`).
     """
     network, timing = shared_params(config)
     params = P.SimulationParams(network, P.TrafficParams(), timing)  # traffic is not written out
     return to_command_line(params, (*_NETWORK_FIELDS, "cycle_length", "min_green", "yellow_time"))
 
 
+#: Fields a route-file scenario's replay string leaves out: the generator's, which it does not use.
+_REPLAY_FIELDS_WITH_ROUTES = tuple(name for name in P.FIELDS if name not in S.SCENARIO_TRAFFIC_KEYS)
+
+
 def build_env_params_for_scenario(config: ExperimentConfig, scenario: Mapping[str, Any],
                                   shared: Optional[Shared] = None) -> str:
     """A complete `src.cli` command line for one scenario of `config` (see `scenario_params`):
-    `python -m src.cli <string>` replays the scenario with the `tree_method` baseline."""
-    return to_command_line(scenario_params(config, scenario, shared))
+    `python -m src.cli <string>` replays the scenario with the `tree_method` baseline.
+
+    A route-file scenario replays its first file (`--route-file`), without generator options;
+    training rotates all of them (`scenario_env_options`)."""
+    params = scenario_params(config, scenario, shared)
+    if S.is_route_scenario(scenario):
+        return to_command_line(params, _REPLAY_FIELDS_WITH_ROUTES)
+    return to_command_line(params)
+
+
+def scenario_env_options(scenario: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
+    """What the env of `scenario` takes beyond its params string: a route-file scenario's rotation."""
+    if not scenario or not S.is_route_scenario(scenario):
+        return {}
+    return {"route_files": list(scenario["route_files"]), "route_order": scenario.get("route_order", "sequential"),
+            "route_seed": int(scenario.get("route_seed", 0))}
 
 
 # --- validation ----------------------------------------------------------------------------------
@@ -276,24 +320,38 @@ def eval_scenario_entries(config: ExperimentConfig) -> List[Dict[str, Any]]:
     data = read_mapping(path, "scenarios")
     S.check_keys(data, S.SCENARIOS_FILE_KEYS, f"scenarios file {path}", "the scenarios file")
     source = f"scenarios file {path} (eval_scenarios)"
-    scenarios = S.check_scenarios(data.get("scenarios"), source)
+    scenarios = S.check_scenarios(data.get("scenarios"), source, path.parent)
     shared = shared_params(config)
     for scenario in scenarios:
         scenario_params(config, scenario, shared, source)
+        _check_route_files(config, scenario, source)
     return scenarios
+
+
+def _check_route_files(config: ExperimentConfig, scenario: Mapping[str, Any], source: str) -> None:
+    """Every route file of a route-file scenario against the net file and the episode (before any run)."""
+    if not S.is_route_scenario(scenario):
+        return
+    try:
+        validate_route_files(scenario["route_files"], config.net_file, config.end_time, scenario=scenario["name"])
+    except P.ParameterError as err:  # RouteFileError, or a net file sumolib cannot read
+        raise ConfigError(f"{source}: {err}") from None
 
 
 def _check_scenarios_params(config: ExperimentConfig, shared: Shared) -> None:
     source = source_of(config, "scenarios")
     for scenario in config.scenarios:
         traffic = scenario_params(config, scenario, shared, source).traffic
+        if S.is_route_scenario(scenario):
+            _check_route_files(config, scenario, source)
+            continue
         for key in S.SCENARIO_TRAFFIC_KEYS:
             scenario[key] = _as_config_value(scenario[key], getattr(traffic, key))
 
 
 def _check_cross_keys(config: ExperimentConfig) -> None:
     shortest_phases = 2 * (config.min_green + config.yellow_time)
-    for cycle in config.cycle_lengths:
+    for cycle in effective_cycle_lengths(config):
         if cycle < shortest_phases:
             raise ConfigError(f"{source_of(config, 'cycle_lengths')}: key 'cycle_lengths': cycle length {cycle} s "
                               f"is shorter than two phases of min_green + yellow_time ({shortest_phases} s)")

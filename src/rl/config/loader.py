@@ -48,9 +48,10 @@ def _apply_overrides(values: Dict[str, Any], origins: Dict[str, str], overrides:
 
 
 def _finish(values: Dict[str, Any], scenarios: Any, scenario_source: str, origins: Dict[str, str],
-            source_files: Dict[str, str]) -> ExperimentConfig:
+            source_files: Dict[str, str], scenario_dir: Path) -> ExperimentConfig:
+    """`scenario_dir`: the folder of the file that holds the scenarios (route_files are relative to it)."""
     origins = dict(origins, scenarios=scenario_source)
-    checked = S.check_scenarios(scenarios, scenario_source)
+    checked = S.check_scenarios(scenarios, scenario_source, scenario_dir)
     config = ExperimentConfig(**values, scenarios=checked, source_files=source_files, key_sources=origins)
     check_combination(config)  # each key was checked where it was read
     return config
@@ -91,7 +92,8 @@ def load_modular_config(
         raise ConfigError(f"scenarios file {paths['scenarios']}: key 'scenarios' is missing; a scenarios file holds "
                           "'scenarios: [{name: ..., num_vehicles: ...}, ...]'")
     source_files = {group: str(path) for group, path in paths.items()}
-    return _finish(values, data["scenarios"]["scenarios"], f"scenarios file {paths['scenarios']}", origins, source_files)
+    return _finish(values, data["scenarios"]["scenarios"], f"scenarios file {paths['scenarios']}", origins, source_files,
+                   Path(paths["scenarios"]).parent)
 
 
 def _load_chain(path: Path, chain: Tuple[Path, ...]) -> Tuple[Dict[str, Any], Dict[str, str], List[Path]]:
@@ -134,6 +136,7 @@ def load_experiment(path: PathLike, overrides: Optional[Mapping[str, Any]] = Non
     path = Path(path)
     merged, origins, files = _load_chain(path, ())
     scenario_source = origins.pop("scenarios", f"experiment file {path}")
+    scenario_dir = Path(scenario_source.split("experiment file ", 1)[-1]).parent
     scenarios = merged.pop("scenarios", None)
     if scenarios is None:
         raise ConfigError(f"experiment file {path}: key 'scenarios' is missing (also in its base_config files); "
@@ -141,7 +144,7 @@ def load_experiment(path: PathLike, overrides: Optional[Mapping[str, Any]] = Non
     _apply_overrides(merged, origins, overrides)
     source_files = {"experiment": str(path)}
     source_files.update({f"base_config_{i}": str(p) for i, p in enumerate(files[1:], start=1)})
-    return _finish(merged, scenarios, scenario_source, origins, source_files)
+    return _finish(merged, scenarios, scenario_source, origins, source_files, scenario_dir)
 
 
 def save_experiment(config: ExperimentConfig, path: PathLike) -> Path:

@@ -17,6 +17,7 @@ from src import params as P
 from src.rl import constants as C
 from src.rl.reward import REWARD_FUNCTIONS
 from src.rl.traffic_analysis import EDGE_FEATURES, JUNCTION_FEATURES, NETWORK_FEATURES
+from src.traffic.route_files import ROTATION_ORDERS, RouteFileError, resolve_route_files
 from src.validation import ValueProblem, choice, flag, got, integer, is_int, is_number, number, suggest, text
 
 
@@ -39,7 +40,10 @@ DEFAULT_SCENARIO: Dict[str, Any] = {f.name: f.default for f in P.group_fields("t
                                     if f.name not in ("end_time", "route_file")}
 # Keys of one scenario entry (the scenarios file itself holds only `scenarios: [...]`).
 SCENARIO_TRAFFIC_KEYS: FrozenSet[str] = frozenset(DEFAULT_SCENARIO)
-SCENARIO_KEYS: FrozenSet[str] = SCENARIO_TRAFFIC_KEYS | {"name"}
+# Recorded demand instead of generated traffic (one file, a list or a glob, rotated per episode).
+ROUTE_KEYS: FrozenSet[str] = frozenset({"route_files", "route_order", "route_seed"})
+DEFAULT_ROUTE_OPTIONS: Dict[str, Any] = {"route_order": "sequential", "route_seed": 0}
+SCENARIO_KEYS: FrozenSet[str] = SCENARIO_TRAFFIC_KEYS | ROUTE_KEYS | {"name"}
 SCENARIOS_FILE_KEYS: FrozenSet[str] = frozenset({"scenarios"})
 ALGORITHM_EXECUTION_SHARED_KEYS: FrozenSet[str] = frozenset({"n_steps", "batch_size", "n_epochs", "seed"})
 ALGORITHM_KEYS: FrozenSet[str] = frozenset({
@@ -268,8 +272,40 @@ def check_keys(data: Mapping[str, Any], allowed: Iterable[str], source: str, whe
                           f"allowed in {where}: {', '.join(sorted(allowed))}")
 
 
-def check_scenarios(value: Any, source: str) -> List[Dict[str, Any]]:
-    """Scenario entries with unique names and scenario keys only, completed with the default traffic.
+def is_route_scenario(entry: Mapping[str, Any]) -> bool:
+    return "route_files" in entry
+
+
+def check_route_scenario(entry: Mapping[str, Any], source: str, base_dir: Any = None) -> Dict[str, Any]:
+    """A route-file scenario: its files found (absolute, natural order), its rotation checked.
+
+    Generator keys are refused: with recorded demand they would silently do nothing.
+    Relative paths and globs are relative to `base_dir` (the scenarios file's folder).
+    """
+    name = entry.get("name", "?")
+    label = f"{source}: scenario {name!r}"
+    mixed = sorted(k for k in entry if k in SCENARIO_TRAFFIC_KEYS)
+    if mixed:
+        raise ConfigError(f"{label}: route_files replaces the traffic generator; remove the generator key(s) "
+                          f"{', '.join(mixed)} or route_files")
+    if "route_files" not in entry:
+        raise ConfigError(f"{label}: key {sorted(k for k in entry if k in ROUTE_KEYS)[0]!r} needs route_files")
+    try:
+        files = resolve_route_files(entry["route_files"], base_dir if base_dir is not None else ".", str(name))
+    except RouteFileError as err:
+        raise ConfigError(f"{source}: {err}") from None
+    checked = {"name": name, "route_files": [str(f) for f in files]}
+    for key, check in (("route_order", choice(ROTATION_ORDERS)), ("route_seed", integer(0))):
+        try:
+            checked[key] = check(entry.get(key, DEFAULT_ROUTE_OPTIONS[key]))
+        except ValueProblem as problem:
+            raise ConfigError(f"{label}: key {key!r}: {problem}") from None
+    return checked
+
+
+def check_scenarios(value: Any, source: str, base_dir: Any = None) -> List[Dict[str, Any]]:
+    """Scenario entries with unique names and scenario keys only, completed with the default traffic
+    (a route-file scenario: with its files and rotation instead, see `check_route_scenario`).
 
     Their traffic values are checked when their params are made (`scenario_params`).
     """
@@ -298,6 +334,9 @@ def check_scenarios(value: Any, source: str) -> List[Dict[str, Any]]:
         for key in entry:
             if key not in SCENARIO_KEYS:
                 raise ConfigError(f"{source}: {label}: {_misplaced(key)}")
+        if any(key in ROUTE_KEYS for key in entry):
+            result.append(check_route_scenario(entry, source, base_dir))
+            continue
         result.append({"name": name, **{key: entry.get(key, default) for key, default in DEFAULT_SCENARIO.items()}})
     return result
 
