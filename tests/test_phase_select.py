@@ -15,7 +15,7 @@ from src.orchestration.evaluate import evaluate_controllers
 from src.orchestration.simulation import run_simulation
 from src.rl.junction_observation import PER_PHASE, junction_observation_size
 from src.rl.junction_vec_env import JunctionVecEnv
-from src.rl.normalization import ObservationNormalizer
+from src.rl.normalization import ObservationNormalizer, read_normalization
 from src.rl.phase_env import PhaseSelectEnv
 from src.rl.reward import junction_rewards, resolve_reward_params
 from src.rl.training import train_rl_policy
@@ -252,3 +252,16 @@ def test_evaluation_harness_runs_a_shared_policy(shared_model, tmp_path):
     assert list(table["controller"]) == ["fixed", "rl"] and (table["vehicles_arrived_mean"] > 0).all()
     fixed, rl = table["mean_travel_time_all_mean"]
     assert rl != fixed
+
+
+def test_a_shared_policy_resumes_with_its_statistics_and_step_counter(shared_model, tmp_path):
+    """Batch chaining for the shared policy: the counter, the normalisation statistics and the
+    junction entries continue from the saved zip."""
+    config, result = shared_model
+    before = read_normalization(result.model_path)
+    more = train_rl_policy(replace(config, total_timesteps=288, eval_freq=0), tmp_path / "next",
+                           resume_from=result.model_path)
+    assert more.start_timesteps == result.num_timesteps and more.num_timesteps >= result.num_timesteps + 288
+    after = read_normalization(more.model_path)
+    assert after["obs_rms"]["count"] >= before["obs_rms"]["count"] + 288  # one observation per junction entry
+    assert read_model_metadata(more.model_path)["policy_sharing"] == "junction"
