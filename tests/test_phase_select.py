@@ -20,7 +20,7 @@ from src.rl.phase_env import PhaseSelectEnv
 from src.rl.reward import junction_rewards, resolve_reward_params
 from src.rl.training import train_rl_policy
 from src.rl.utils import IncompatibleModelError, read_model_metadata
-from src.rl.config import build_env_params_for_scenario
+from src.rl.config import ConfigError, build_env_params_for_scenario, validate_experiment
 from test_learning_signal import small_config
 
 
@@ -265,3 +265,34 @@ def test_a_shared_policy_resumes_with_its_statistics_and_step_counter(shared_mod
     after = read_normalization(more.model_path)
     assert after["obs_rms"]["count"] >= before["obs_rms"]["count"] + 288  # one observation per junction entry
     assert read_model_metadata(more.model_path)["policy_sharing"] == "junction"
+
+
+def test_cycle_length_as_an_extra_action_in_cycle_splits(tiny_network, tmp_path):
+    """cycle_splits with `cycle_action`: the last action value picks each cycle's length."""
+    from src.rl.environment import TrafficControlEnv
+
+    env = TrafficControlEnv(tiny_scenario(num_vehicles=300, end_time=600), tiny_network, work_dir=tmp_path / "env",
+                            cycle_lengths=[60, 90, 120], cycle_action=True)
+    assert env.action_space.shape[0] == env.extractor.action_size + 1
+    env.reset()
+    times = [env.sim.api.simulation.getTime()]  # the warm-up ran the middle cycle
+    for value in (-3.0, 3.0, 0.0):
+        action = np.zeros(env.action_space.shape, dtype=np.float32)
+        action[-1] = value
+        env.step(action)
+        times.append(env.sim.api.simulation.getTime())
+    assert np.diff([0.0, *times]).tolist() == [90, 60, 120, 90]
+    env.close()
+
+    config = small_config(cycle_lengths=[60, 90, 120], cycle_action=True, total_timesteps=64, n_steps=32,
+                          batch_size=32, end_time=600)
+    result = train_rl_policy(config, tmp_path / "model")
+    assert read_model_metadata(result.model_path)["cycle_action"] is True
+    params = parse_simulation_params(f"{tiny_scenario(num_vehicles=300, end_time=600)} --traffic_control rl "
+                                     f"--model-path {result.model_path} --output-dir {tmp_path / 'rl'}")
+    cycles = []
+    run_simulation(params, progress=False, network_dir=tmp_path / "model" / "network",
+                   on_cycle=lambda m: cycles.append(m.cycle_length))
+    assert cycles and set(cycles) <= {60, 90, 120}
+    with pytest.raises(ConfigError, match="cycle_action"):
+        validate_experiment(replace(config, cycle_lengths=[90]))

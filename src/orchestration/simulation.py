@@ -165,7 +165,9 @@ def _drive(sim, controller, plans, timing, end_time, progress, on_cycle, decisio
     durations = controller.initial_durations()
     while sim.time < end_time - 1e-9:
         actuator.apply(api, durations)
-        measurement = run_cycle(api, sampler, timing.cycle_length, controller.sample_interval_s, durations, end_time)
+        # a controller may choose each cycle's length (a policy with `cycle_action`)
+        measurement = run_cycle(api, sampler, controller.timing.cycle_length, controller.sample_interval_s, durations,
+                                end_time)
         if on_cycle is not None:
             on_cycle(measurement)
         if sim.time >= end_time - 1e-9:

@@ -23,6 +23,9 @@ DEFAULT_CYCLE_STRATEGY = "fixed"
 # cycle; `phase_select` every `decision_interval` s, per junction, the green to hold next.
 CONTROL_MODES: Tuple[str, ...] = ("cycle_splits", "phase_select")
 DEFAULT_CONTROL_MODE = "cycle_splits"
+# cycle_splits only: one more action value picks each cycle's length among `cycle_lengths`
+# (the policy shortens cycles in light traffic, lengthens them in heavy).
+DEFAULT_CYCLE_ACTION = False
 
 # --- algorithm file -----------------------------------------------------------------------
 DEFAULT_LEARNING_RATE = 1e-4

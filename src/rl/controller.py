@@ -25,7 +25,7 @@ from src.network.phases import PhasePlan
 from src.rl.junction_observation import JunctionObserver
 from src.rl.normalization import ObservationNormalizer
 from src.rl.junction_observation import phase_select_dimensions
-from src.rl.traffic_analysis import FeatureExtractor
+from src.rl.traffic_analysis import FeatureExtractor, cycle_from_action
 from src.rl.utils import check_compatible, control_of, read_model_metadata
 
 logger = logging.getLogger(__name__)
@@ -59,8 +59,10 @@ class RLController(SignalController):
         self.decision_interval = float(metadata.get("decision_interval") or 5)
         self.extractor = FeatureExtractor(plans, metadata.get("features"))
         self.track_entered = self.extractor.needs_entered
+        self.cycle_action = bool(metadata.get("cycle_action", False))
+        self.cycle_lengths = [int(c) for c in metadata.get("cycle_lengths") or [timing.cycle_length]]
         if self.mode == "cycle":
-            observation_size, action_size = self.extractor.size, self.extractor.action_size
+            observation_size, action_size = self.extractor.size, self.extractor.action_size + int(self.cycle_action)
         else:
             dims = phase_select_dimensions(plans)
             junction = self.sharing == "junction"
@@ -90,6 +92,10 @@ class RLController(SignalController):
         return action
 
     def _durations(self, action: np.ndarray) -> Dict[str, np.ndarray]:
+        if self.cycle_action:  # the last value is this cycle's length, as in training
+            self.timing = plan_timing(self.plans, cycle_from_action(action[-1], self.cycle_lengths),
+                                      self.timing.yellow_time, self.timing.min_green)
+            action = action[:-1]
         proportions = self.extractor.action_to_proportions(action)
         return {tls: proportions_to_durations(p, self.timing) for tls, p in proportions.items()}
 
@@ -99,7 +105,7 @@ class RLController(SignalController):
 
     def initial_durations(self) -> Dict[str, np.ndarray]:
         """The first cycle runs at the equal split, like the env's warm-up cycle in `reset`."""
-        return self._durations(np.zeros(self.extractor.action_size, dtype=np.float32))
+        return self._durations(np.zeros(self.extractor.action_size + int(self.cycle_action), dtype=np.float32))
 
     def decide(self, measurement: CycleMeasurement) -> Dict[str, np.ndarray]:
         return self._durations(self.action_for(np.clip(self.extractor.observe(measurement), 0.0, 1.0)))

@@ -33,7 +33,7 @@ from src.network.artifacts import NetworkArtifacts
 from src.network.phases import read_phase_plans
 from src.rl.constants import CYCLE_STRATEGIES
 from src.rl.reward import compute_reward, resolve_reward_params
-from src.rl.traffic_analysis import ACTION_BOUND, FeatureExtractor
+from src.rl.traffic_analysis import ACTION_BOUND, FeatureExtractor, cycle_from_action
 from src.sumo_integration.simulation import SumoSimulation
 from src.sumo_integration.sumocfg import option_args
 from src.traffic import generate_traffic
@@ -44,15 +44,17 @@ logger = logging.getLogger(__name__)
 
 
 
-def network_dimensions(network_path: Path, features: Optional[Mapping[str, Sequence[str]]] = None) -> Dict[str, int]:
-    """Sizes every env of a network shares: signals, phases, edges, observation, action."""
+def network_dimensions(network_path: Path, features: Optional[Mapping[str, Sequence[str]]] = None,
+                       cycle_action: bool = False) -> Dict[str, int]:
+    """Sizes every env of a network shares: signals, phases, edges, observation, action
+    (`cycle_action`: one more action value, the cycle length)."""
     extractor = FeatureExtractor(read_phase_plans(NetworkArtifacts.load(network_path).net_file), features)
     return {
         "signals": len(extractor.tls_ids),
         "max_phases": extractor.max_phases,
         "edges": len(extractor.edge_ids),
         "observation": extractor.size,
-        "action": extractor.action_size,
+        "action": extractor.action_size + int(bool(cycle_action)),
     }
 
 
@@ -164,6 +166,7 @@ class TrafficControlEnv(ScenarioEnv):
         work_dir: Optional[Path] = None,
         scenario_name: str = "scenario",
         sample_interval: float = DEFAULT_SAMPLE_INTERVAL_S,
+        cycle_action: bool = False,
         **route_options: Any,
     ) -> None:
         super().__init__(env_params, network_path, work_dir, scenario_name, **route_options)
@@ -176,13 +179,16 @@ class TrafficControlEnv(ScenarioEnv):
         self.reward_function = reward_function
         self.reward_params = resolve_reward_params(reward_function, reward_params)
         self.extractor = FeatureExtractor(self.plans, features)
+        #: The last action value picks each cycle's length among `cycle_lengths`.
+        self.cycle_action = bool(cycle_action)
+        action_size = self.extractor.action_size + int(self.cycle_action)
         if network_dimensions is not None:
-            actual = {"observation": self.extractor.size, "action": self.extractor.action_size}
+            actual = {"observation": self.extractor.size, "action": action_size}
             for key, value in actual.items():
                 if key in network_dimensions and int(network_dimensions[key]) != value:
                     raise ValueError(f"env {scenario_name}: {key} size {value} differs from the network's {network_dimensions[key]}")
         self.observation_space = gym.spaces.Box(0.0, 1.0, shape=(self.extractor.size,), dtype=np.float32)
-        self.action_space = gym.spaces.Box(-ACTION_BOUND, ACTION_BOUND, shape=(self.extractor.action_size,), dtype=np.float32)
+        self.action_space = gym.spaces.Box(-ACTION_BOUND, ACTION_BOUND, shape=(action_size,), dtype=np.float32)
         self.last_measurement = None
         self._durations: Dict[str, np.ndarray] = {}
         self._np_random_cycle = np.random.default_rng(self.params.sumo_seed)
@@ -216,6 +222,10 @@ class TrafficControlEnv(ScenarioEnv):
 
     def _run_cycle(self, action) -> tuple:
         """Apply `action` for one cycle; the cycle's observation and its mean entry backlog."""
+        if self.cycle_action:
+            self.timing = self._timing_for(cycle_from_action(action[-1], self.cycle_lengths))
+            self.actuator.timing = self.timing
+            action = action[:-1]
         proportions = self.extractor.action_to_proportions(action)
         self._durations = self.actuator.durations_from_proportions(proportions)
         self.actuator.apply(self.sim.api, self._durations)

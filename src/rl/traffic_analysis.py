@@ -22,6 +22,14 @@ from src.rl.constants import DEFAULT_FEATURES
 #: shares from near-zero (minimum green) to nearly the whole spare green.
 ACTION_BOUND = 3.0
 
+
+def cycle_from_action(value: float, cycle_lengths) -> int:
+    """The cycle length an action value in [-ACTION_BOUND, ACTION_BOUND] picks (`cycle_action`):
+    the range is cut into equal parts, shortest cycle first; 0 (the untrained policy) is the middle."""
+    lengths = sorted(int(c) for c in cycle_lengths)
+    share = (float(np.clip(value, -ACTION_BOUND, ACTION_BOUND)) + ACTION_BOUND) / (2 * ACTION_BOUND)
+    return lengths[int(round(share * (len(lengths) - 1)))]
+
 #: Metres of lane one stopped vehicle occupies (length + gap); turns counts into densities.
 JAM_SPACING_M = 7.5
 

@@ -151,7 +151,7 @@ def model_dimensions(metadata: Mapping[str, Any], network_dir: Path) -> Dict[str
     """
     control = control_of(metadata)
     if control["control_mode"] == "cycle_splits":
-        return network_dimensions(Path(network_dir), metadata.get("features"))
+        return network_dimensions(Path(network_dir), metadata.get("features"), bool(metadata.get("cycle_action")))
     dims = phase_select_dimensions(read_phase_plans(NetworkArtifacts.load(Path(network_dir)).net_file))
     if control["policy_sharing"] == "junction":
         return {**dims, "observation": dims["junction_observation"], "action": dims["max_phases"]}
@@ -166,7 +166,7 @@ def phase_counts(network_dir: Path) -> Dict[str, int]:
 def policy_dimensions(config: Any, network_dir: Path) -> Dict[str, int]:
     """Sizes of the policy `config` trains on this network (see `model_dimensions`)."""
     return model_dimensions({"control_mode": config.control_mode, "policy_sharing": config.sharing,
-                             "features": config.features or None}, network_dir)
+                             "features": config.features or None, "cycle_action": config.cycle_action}, network_dir)
 
 
 def scenario_envs(config: Any, env_params_list: Sequence[str], names: Sequence[str], network_dir: Path,
@@ -182,7 +182,7 @@ def scenario_envs(config: Any, env_params_list: Sequence[str], names: Sequence[s
     else:
         env_kwargs = dict(features=config.features or None, reward_function=config.reward_function,
                           reward_params=config.reward_params, cycle_lengths=config.cycle_lengths,
-                          cycle_strategy=config.cycle_strategy)
+                          cycle_strategy=config.cycle_strategy, cycle_action=config.cycle_action)
     venv = create_vectorized_env(list(env_params_list), network_dir, network_dimensions=dims, work_root=work_root,
                                  scenario_names=list(names), control_mode=config.control_mode,
                                  step_timeout_s=float(config.env_step_timeout_s),
@@ -319,6 +319,7 @@ def train_rl_policy(
             "reward_function": config.reward_function,
             "scenarios": scenario_names,
             "control_mode": config.control_mode,
+            "cycle_action": bool(config.cycle_action),
             "policy_sharing": config.sharing,
             "decision_interval": int(config.decision_interval),
             "phase_counts": phase_counts(network_dir),

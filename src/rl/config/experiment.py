@@ -53,6 +53,7 @@ class ExperimentConfig:
     yellow_time: int = P.DEFAULT_YELLOW_TIME
     control_mode: str = C.DEFAULT_CONTROL_MODE
     decision_interval: int = P.DEFAULT_DECISION_INTERVAL
+    cycle_action: bool = C.DEFAULT_CYCLE_ACTION
     # scenarios file: complete entries (name + every traffic key)
     scenarios: List[Dict[str, Any]] = field(default_factory=list)
     # algorithm file
@@ -358,6 +359,9 @@ def _check_cross_keys(config: ExperimentConfig) -> None:
         if cycle > config.end_time:
             raise ConfigError(f"{source_of(config, 'cycle_lengths')}: key 'cycle_lengths': cycle length {cycle} s "
                               f"is longer than end_time {config.end_time} s; an episode needs at least one cycle")
+    if config.cycle_action and (config.control_mode != "cycle_splits" or len(set(config.cycle_lengths)) < 2):
+        raise ConfigError(f"{source_of(config, 'cycle_action')}: key 'cycle_action': the cycle length as an action "
+                          "needs control_mode: cycle_splits and at least two cycle_lengths to choose from")
     if config.control_mode == "cycle_splits" and config.policy_sharing == "junction":
         raise ConfigError(f"{source_of(config, 'policy_sharing')}: key 'policy_sharing': 'junction' needs "
                           "control_mode: phase_select (cycle_splits has only the network-wide policy)")

@@ -33,7 +33,7 @@ NETWORK_KEYS: FrozenSet[str] = frozenset({
     "network_seed", "grid_dimension", "junctions_to_remove", "block_size_m", "lane_count",
     "step_length", "land_use_block_size_m", "attractiveness", "signal_programs",
     "net_file", "cycle_lengths", "cycle_strategy", "min_green", "yellow_time",
-    "control_mode", "decision_interval",
+    "control_mode", "decision_interval", "cycle_action",
 })
 # Traffic values a scenario leaves out: the engine's defaults.
 DEFAULT_SCENARIO: Dict[str, Any] = {f.name: f.default for f in P.group_fields("traffic")
@@ -172,6 +172,7 @@ KEY_CHECKS: Dict[str, Callable[[Any], Any]] = {
     "cycle_lengths": _positive_int_list,
     "cycle_strategy": choice(C.CYCLE_STRATEGIES),
     "control_mode": choice(C.CONTROL_MODES),
+    "cycle_action": flag,
     # algorithm
     "learning_rate": number(0, low_open=True),
     "clip_range": number(0, low_open=True),
