@@ -87,9 +87,8 @@ def check_compatible(metadata: Mapping[str, Any], observation_size: int, action_
                      control: Optional[Mapping[str, str]] = None,
                      phase_counts: Optional[Mapping[str, int]] = None) -> None:
     """Refuse a model whose spaces (or, when given: control mode and policy sharing, the phases
-    of every signal) do not match the network and config it should run with."""
-    if phase_counts is not None:
-        check_phase_structure(metadata, phase_counts, where)
+    of every signal) do not match the network and config it should run with. Sizes are
+    checked before the phase structure: a wrong size is the plainer message."""
     if control is not None:
         have = control_of(metadata)
         for key in ("control_mode", "policy_sharing"):
@@ -106,6 +105,8 @@ def check_compatible(metadata: Mapping[str, Any], observation_size: int, action_
             f"(signals {metadata.get('signals')} vs another network or feature list); train a new model "
             "or use the network the model was trained on"
         )
+    if phase_counts is not None:
+        check_phase_structure(metadata, phase_counts, where)
 
 
 def save_model_atomically(model: Any, path: Path, metadata: Mapping[str, Any]) -> Path:
