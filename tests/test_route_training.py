@@ -21,7 +21,9 @@ from conftest import REPO_ROOT, artifact_paths, python, subprocess_env
 from route_fixtures import COUNT_A, COUNT_B, END_TIME, GREENS, build_route_fixture, write_bad_route_files
 from src.network.phases import read_phase_plans
 from src.orchestration.evaluate import evaluate_controllers
-from src.rl.config import build_env_params_for_scenario, load_modular_config
+from src.argv import parse_simulation_params
+from src.rl.config import ConfigError, build_env_params_for_scenario, load_modular_config, scenario_params
+from src.rl.config.experiment import scenario_env_options
 from src.rl.phase_env import PhaseSelectEnv
 from src.rl.pipeline import run_training
 from src.rl.training import build_shared_network
@@ -78,15 +80,16 @@ EXECUTION = {"end_time": END_TIME, "total_timesteps": 384, "n_steps": 64, "batch
              "checkpoint_freq": 10**6, "eval_freq": 0, "early_stopping_patience": 0}
 
 
-def write_experiment(folder: Path, route_files) -> Dict[str, Path]:
-    """A network YAML naming the fixture's net file, a scenarios YAML with one route-file scenario."""
+def write_experiment(folder: Path, route_files, entry=None) -> Dict[str, Path]:
+    """A network YAML naming the fixture's net file, a scenarios YAML with one route-file scenario
+    (or the scenario `entry`, e.g. a study's `sumocfg`)."""
     fx = build_route_fixture(folder / "study")
     files = {"network": folder / "network.yaml", "scenarios": folder / "scenarios.yaml",
              "algorithm": CONFIGS / "algorithm/ppo_small.yaml", "reward": CONFIGS / "reward/delay.yaml",
              "execution": folder / "execution.yaml"}
     files["network"].write_text(f"net_file: study/{fx.net_file.name}\ncontrol_mode: phase_select\n"
                                 "decision_interval: 5\nmin_green: 5\n")
-    files["scenarios"].write_text(yaml.safe_dump({"scenarios": [{"name": "recorded", "route_files": route_files}]}))
+    files["scenarios"].write_text(yaml.safe_dump({"scenarios": [entry or {"name": "recorded", "route_files": route_files}]}))
     files["execution"].write_text(yaml.safe_dump(EXECUTION))
     return files
 
@@ -161,3 +164,72 @@ def test_evaluation_of_a_route_file_scenario_gives_one_row_per_file(tmp_path):
     runs = pd.read_csv(tmp_path / "eval/evaluation_runs.csv")
     assert not runs["env_params"].str.contains("--cycle-length|--num_vehicles").any()
     assert (runs["vehicles_arrived"] > 0).all()
+
+
+# --- a study folder as a scenario (`sumocfg:`) -----------------------------------------------------
+
+STUDY_OPTIONS = (("ignore-route-errors", "true"), ("time-to-teleport", "120"))  # the fixture's processing section
+
+
+def load(files: Dict[str, Path]):
+    return load_modular_config(*(files[r] for r in ("network", "scenarios", "algorithm", "reward", "execution")))
+
+
+def test_a_study_scenario_runs_its_route_file_with_its_options(tmp_path):
+    files = write_experiment(tmp_path, None, {"name": "study", "sumocfg": "study/study.sumocfg"})
+    config = load(files)
+    scenario = config.scenarios[0]
+    routes_a = tmp_path / "study/routes_a.rou.xml"
+    assert scenario["sumocfg"] == str(tmp_path / "study/study.sumocfg") and scenario["route_files"] == [str(routes_a)]
+    params = scenario_params(config, scenario)
+    assert params.sumo_options == STUDY_OPTIONS and params.traffic.route_file == routes_a
+    assert params.traffic.end_time == END_TIME
+    replay = build_env_params_for_scenario(config, scenario)  # replays through the study, options included
+    assert replay.startswith(f"--sumocfg {tmp_path / 'study/study.sumocfg'} ") and "--route-file" not in replay
+    again = parse_simulation_params(replay)
+    assert again.sumo_options == STUDY_OPTIONS and again.traffic.route_file == routes_a
+    assert load(files).scenarios == config.scenarios  # loading again gives the same (resolved) entry
+
+    network = build_shared_network(f"--net-file {config.net_file}", tmp_path / "network")
+    env = PhaseSelectEnv(params, network, decision_interval=5, work_dir=tmp_path / "env", scenario_name="study",
+                         **scenario_env_options(scenario))
+    _, info = env.reset()
+    assert info["route_file"] == "routes_a.rou.xml"
+    command = env.sim.command()
+    assert all(command[command.index(f"--{k}") + 1] == v for k, v in STUDY_OPTIONS)  # SUMO runs with them
+    truncated = False
+    while not truncated:
+        _, _, _, truncated, info = env.step(np.zeros(env.num_signals, dtype=int))
+    ran = trip_ids(env.last_episode_dir / "tripinfo.xml")
+    assert ran and ran <= set(ROUTE_IDS["routes_a.rou.xml"])
+    assert info["episode_metrics"]["vehicles_arrived"] > 0
+    env.close()
+
+
+def _other_net(folder: Path) -> Path:
+    """The fixture's net file with one more (unused) character: other content, other path."""
+    net = folder / "study/other.net.xml"
+    net.write_text((folder / "study/corridor.net.xml").read_text() + "\n")
+    return net
+
+
+@pytest.mark.parametrize("problem", ["net", "route_files", "generator", "end"])
+def test_a_bad_study_scenario_is_one_line(tmp_path, problem):
+    entry = {"name": "study", "sumocfg": "study/study.sumocfg"}
+    if problem == "route_files":
+        entry["route_files"] = "study/routes_b.rou.xml"
+    if problem == "generator":
+        entry["num_vehicles"] = 100
+    files = write_experiment(tmp_path, None, entry)
+    if problem == "net":
+        files["network"].write_text(files["network"].read_text().replace(
+            "study/corridor.net.xml", str(_other_net(tmp_path).relative_to(tmp_path))))
+    if problem == "end":
+        files["execution"].write_text(yaml.safe_dump({**EXECUTION, "end_time": 400}))
+    with pytest.raises(ConfigError) as caught:
+        load(files)
+    message = str(caught.value)
+    assert "\n" not in message and "scenario 'study'" in message, message
+    expected = {"net": ["other.net.xml", "corridor.net.xml", "study.sumocfg"], "route_files": ["remove route_files"],
+                "generator": ["num_vehicles", "sumocfg"], "end": ["300 s", "end_time 400"]}[problem]
+    assert all(text in message for text in expected), message

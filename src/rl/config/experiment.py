@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
@@ -21,6 +22,7 @@ from src import params as P
 from src.argv import to_command_line
 from src.network import validate_network_params
 from src.rl import constants as C
+from src.rl.config import scenarios as SC
 from src.rl.config import schema as S
 from src.rl.config.schema import ConfigError
 from src.rl.config.yaml_format import read_mapping
@@ -258,7 +260,10 @@ def scenario_params(config: ExperimentConfig, scenario: Mapping[str, Any], share
             raise ConfigError(f"{source}: scenario {entry['name']!r}: route_files need a network given as a net file; "
                               f"set net_file in {source_of(config, 'net_file')} (a generated grid has other edges)")
         traffic = P.TrafficParams(end_time=config.end_time, route_file=Path(entry["route_files"][0]))
-        return P.SimulationParams(network, traffic, control, sumo_seed=config.sumo_seed)
+        study = SC.read_study(entry, source) if SC.is_study_scenario(entry) else None
+        return P.SimulationParams(network, traffic, control, sumo_seed=config.sumo_seed,
+                                  sumo_options=study.options if study else (),  # the study's run options
+                                  additional_files=study.additional_files if study else ())
     try:
         traffic = P.TrafficParams(end_time=config.end_time, **{k: entry[k] for k in S.DEFAULT_SCENARIO})
         return P.SimulationParams(network, traffic, control, sumo_seed=config.sumo_seed)
@@ -289,6 +294,10 @@ def build_env_params_for_scenario(config: ExperimentConfig, scenario: Mapping[st
     A route-file scenario replays its first file (`--route-file`), without generator options;
     training rotates all of them (`scenario_env_options`)."""
     params = scenario_params(config, scenario, shared)
+    if SC.is_study_scenario(scenario):  # its run options replay only through the study itself
+        plain = dataclasses.replace(params, sumo_options=(), additional_files=())
+        fields = [f for f in _REPLAY_FIELDS_WITH_ROUTES if f not in ("net_file", "route_file")]
+        return f"--sumocfg {shlex.quote(scenario['sumocfg'])} " + to_command_line(plain, fields)
     if S.is_route_scenario(scenario):
         return to_command_line(params, _REPLAY_FIELDS_WITH_ROUTES)
     return to_command_line(params)
@@ -332,6 +341,9 @@ def eval_scenario_entries(config: ExperimentConfig) -> List[Dict[str, Any]]:
 def _check_route_files(config: ExperimentConfig, scenario: Mapping[str, Any], source: str) -> None:
     """Every route file of a route-file scenario against the net file and the episode (before any run)."""
     if not S.is_route_scenario(scenario):
+        return
+    if SC.is_study_scenario(scenario):
+        SC.check_study_against(scenario, config.net_file, float(config.end_time), float(config.step_length), source)
         return
     try:
         validate_route_files(scenario["route_files"], config.net_file, config.end_time, scenario=scenario["name"])

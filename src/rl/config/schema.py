@@ -40,8 +40,9 @@ DEFAULT_SCENARIO: Dict[str, Any] = {f.name: f.default for f in P.group_fields("t
                                     if f.name not in ("end_time", "route_file")}
 # Keys of one scenario entry (the scenarios file itself holds only `scenarios: [...]`).
 SCENARIO_TRAFFIC_KEYS: FrozenSet[str] = frozenset(DEFAULT_SCENARIO)
-# Recorded demand instead of generated traffic (one file, a list or a glob, rotated per episode).
-ROUTE_KEYS: FrozenSet[str] = frozenset({"route_files", "route_order", "route_seed"})
+# Recorded demand instead of generated traffic (one file, a list or a glob, rotated per episode;
+# or a study's `.sumocfg`: its route file and run options, see `src/rl/config/scenarios.py`).
+ROUTE_KEYS: FrozenSet[str] = frozenset({"route_files", "route_order", "route_seed", "sumocfg"})
 DEFAULT_ROUTE_OPTIONS: Dict[str, Any] = {"route_order": "sequential", "route_seed": 0}
 SCENARIO_KEYS: FrozenSet[str] = SCENARIO_TRAFFIC_KEYS | ROUTE_KEYS | {"name"}
 SCENARIOS_FILE_KEYS: FrozenSet[str] = frozenset({"scenarios"})
@@ -283,6 +284,9 @@ def check_route_scenario(entry: Mapping[str, Any], source: str, base_dir: Any = 
     Generator keys are refused: with recorded demand they would silently do nothing.
     Relative paths and globs are relative to `base_dir` (the scenarios file's folder).
     """
+    if "sumocfg" in entry:  # a study folder names its demand itself
+        from src.rl.config.scenarios import check_sumocfg_scenario
+        return check_sumocfg_scenario(entry, source, base_dir, SCENARIO_TRAFFIC_KEYS)
     name = entry.get("name", "?")
     label = f"{source}: scenario {name!r}"
     mixed = sorted(k for k in entry if k in SCENARIO_TRAFFIC_KEYS)
