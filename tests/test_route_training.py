@@ -233,3 +233,13 @@ def test_a_bad_study_scenario_is_one_line(tmp_path, problem):
     expected = {"net": ["other.net.xml", "corridor.net.xml", "study.sumocfg"], "route_files": ["remove route_files"],
                 "generator": ["num_vehicles", "sumocfg"], "end": ["300 s", "end_time 400"]}[problem]
     assert all(text in message for text in expected), message
+
+
+def test_evaluation_of_a_study_scenario_replays_the_study(tmp_path):
+    files = write_experiment(tmp_path, None, {"name": "study", "sumocfg": "study/study.sumocfg"})
+    table = evaluate_controllers(files["network"], files["scenarios"], "fixed", repeats=1, out_dir=tmp_path / "eval",
+                                 workers=1, execution_config=files["execution"])  # its end_time: the study's 300 s
+    row = table.to_dict("records")[0]
+    assert (row["scenario"], row["controller"], row["vehicles_planned_mean"]) == ("study", "fixed", COUNT_A)
+    runs = pd.read_csv(tmp_path / "eval/evaluation_runs.csv")
+    assert runs["env_params"].str.startswith("--sumocfg ").all() and (runs["vehicles_arrived"] > 0).all()
