@@ -243,3 +243,18 @@ def test_evaluation_of_a_study_scenario_replays_the_study(tmp_path):
     assert (row["scenario"], row["controller"], row["vehicles_planned_mean"]) == ("study", "fixed", COUNT_A)
     runs = pd.read_csv(tmp_path / "eval/evaluation_runs.csv")
     assert runs["env_params"].str.startswith("--sumocfg ").all() and (runs["vehicles_arrived"] > 0).all()
+
+
+def test_cycle_splits_on_kept_programs_works_in_their_own_cycle(fixture, tmp_path):
+    """Without a chosen `cycle_lengths`, a cycle_splits policy on a net file's kept programs
+    splits the programs' own 60 s cycle (as `fixed` runs them), not the default 90 s."""
+    from dataclasses import replace
+
+    from src.rl.training import cycle_lengths_on
+
+    _, network = fixture
+    config = load(write_experiment(tmp_path, ["study/routes_a.rou.xml"]))
+    config = replace(config, control_mode="cycle_splits")
+    assert cycle_lengths_on(config, network) == [60]
+    chosen = replace(config, cycle_lengths=[80], key_sources={**config.key_sources, "cycle_lengths": "test"})
+    assert cycle_lengths_on(chosen, network) == [80]

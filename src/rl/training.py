@@ -29,7 +29,7 @@ from src.rl import constants as C
 from src.rl.callbacks import (CheckpointWithMetadataCallback, EpisodeMetricsCallback, HeldOutEvaluation,
                               ProgressCallback, RolloutStartCallback, ScheduleCallback, StopFlagCallback)
 from src.rl.config import eval_scenario_entries, scenario_params, shared_params
-from src.rl.config.experiment import effective_cycle_lengths, scenario_env_options
+from src.rl.config.experiment import effective_cycle_lengths, keeps_own_cycle, scenario_env_options
 from src.rl.environment import TrafficControlEnv, network_dimensions
 from src.rl.junction_observation import phase_select_dimensions
 from src.rl.junction_vec_env import JunctionVecEnv
@@ -169,6 +169,15 @@ def policy_dimensions(config: Any, network_dir: Path) -> Dict[str, int]:
                              "features": config.features or None, "cycle_action": config.cycle_action}, network_dir)
 
 
+def cycle_lengths_on(config: Any, network_dir: Path) -> List[int]:
+    """The cycles a cycle_splits policy works in: `cycle_lengths`, or the kept programs' own
+    cycle when none was chosen (as `fixed` runs them)."""
+    if not keeps_own_cycle(config):
+        return [int(c) for c in config.cycle_lengths]
+    plans = read_phase_plans(NetworkArtifacts.load(network_dir).net_file)
+    return [int(round(plan_timing(plans, None, config.yellow_time, config.min_green).cycle_length))]
+
+
 def scenario_envs(config: Any, env_params_list: Sequence[str], names: Sequence[str], network_dir: Path,
                   dims: Mapping[str, int], work_root: Path, entries: Optional[Sequence[Mapping[str, Any]]] = None,
                   **options: Any) -> VecEnv:
@@ -181,7 +190,7 @@ def scenario_envs(config: Any, env_params_list: Sequence[str], names: Sequence[s
                           reward_params=config.reward_params, flatten=config.sharing == "network")
     else:
         env_kwargs = dict(features=config.features or None, reward_function=config.reward_function,
-                          reward_params=config.reward_params, cycle_lengths=config.cycle_lengths,
+                          reward_params=config.reward_params, cycle_lengths=cycle_lengths_on(config, network_dir),
                           cycle_strategy=config.cycle_strategy, cycle_action=config.cycle_action)
     venv = create_vectorized_env(list(env_params_list), network_dir, network_dimensions=dims, work_root=work_root,
                                  scenario_names=list(names), control_mode=config.control_mode,
@@ -308,7 +317,7 @@ def train_rl_policy(
         metadata = {
             "lr_horizon": total_horizon,
             "features": resolved_features(features),
-            "cycle_lengths": list(config.cycle_lengths),
+            "cycle_lengths": cycle_lengths_on(config, network_dir),
             "cycle_strategy": config.cycle_strategy,
             "min_green": config.min_green,
             "yellow_time": config.yellow_time,
