@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any, Dict, Mapping
 
 from src.params import ParameterError
+from src.rl.config.errors import ConfigError
 from src.sumo_integration.sumocfg import StudyConfig
 from src.traffic.route_files import file_checksum, read_scenario_sumocfg, resolve_route_files, validate_route_files
 
 
 def _error(message: str) -> Exception:
-    from src.rl.config.schema import ConfigError  # schema imports this module
     return ConfigError(message)
 
 

@@ -15,14 +15,12 @@ from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Mapping, Unio
 
 from src import params as P
 from src.rl import constants as C
+from src.rl.config.errors import ConfigError  # noqa: F401 (raised here, imported from here by callers)
+from src.rl.config.scenarios import check_sumocfg_scenario
 from src.rl.reward import REWARD_FUNCTIONS
 from src.rl.traffic_analysis import EDGE_FEATURES, JUNCTION_FEATURES, NETWORK_FEATURES
 from src.traffic.route_files import ROTATION_ORDERS, RouteFileError, resolve_route_files
 from src.validation import ValueProblem, choice, flag, got, integer, is_int, is_number, number, suggest, text
-
-
-class ConfigError(ValueError):
-    """A user-caused configuration problem; the message is one line naming file, key and what is allowed."""
 
 
 # --- which key lives in which file --------------------------------------------------------------
@@ -285,7 +283,6 @@ def check_route_scenario(entry: Mapping[str, Any], source: str, base_dir: Any = 
     Relative paths and globs are relative to `base_dir` (the scenarios file's folder).
     """
     if "sumocfg" in entry:  # a study folder names its demand itself
-        from src.rl.config.scenarios import check_sumocfg_scenario
         return check_sumocfg_scenario(entry, source, base_dir, SCENARIO_TRAFFIC_KEYS)
     name = entry.get("name", "?")
     label = f"{source}: scenario {name!r}"
