@@ -52,7 +52,8 @@ def plot_curves(curves: Mapping[str, pd.DataFrame], out_png: Path, baselines: Op
     if title:
         ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    if ax.get_legend_handles_labels()[1]:  # a run with training episodes only has no labelled line
+        ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     fig.savefig(out_png, dpi=110)
     plt.close(fig)
