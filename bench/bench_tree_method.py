@@ -42,7 +42,7 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING)
     from src.argv import parse_simulation_params
     from src.control import LaneInfo, LaneSampler, SignalActuator, create_controller, run_cycle
-    from src.control.actuator import CycleTiming
+    from src.control.actuator import plan_timing
     from src.network.phases import read_phase_plans
     from src.orchestration.simulation import prepare_scenario
     from src.sumo_integration.simulation import SumoSimulation
@@ -61,7 +61,7 @@ def main() -> int:
     prepare_s = time.perf_counter() - t0
     plans = read_phase_plans(network.net_file)
     c = params.control
-    timing = CycleTiming(c.cycle_length, c.yellow_time, c.min_green)
+    timing = plan_timing(plans, c.cycle_length, c.yellow_time, c.min_green)  # as the runner does
     controller = create_controller("tree_method", plans, timing, speed_factor=c.tree_method_speed_factor,
                                    net_file=network.net_file)
     end_time = float(params.traffic.end_time)
