@@ -253,44 +253,27 @@ def policy_kwargs_from(net_arch: Any, activation: str, log_std_init: float) -> D
 def train_rl_policy(
     config: Any,
     model_dir: Path,
-    env_params_list: Optional[Sequence[Union[SimulationParams, str]]] = None,
-    env_params_string: Optional[Union[SimulationParams, str]] = None,
-    scenario_names: Optional[Sequence[str]] = None,
-    n_envs: Optional[int] = None,
     resume_from: Optional[Path] = None,
     metrics_sink: Optional[Callable[[int, Dict[str, float]], None]] = None,
     on_checkpoint: Optional[Callable[[Path], None]] = None,
     output_formats: Optional[Sequence[Any]] = None,
-    extra_callbacks: Sequence[BaseCallback] = (),
-    evaluate: bool = True,
     stop_flag: Optional[Callable[[], bool]] = None,
     in_process: bool = False,
     network_dir: Optional[Path] = None,
     extra_metadata: Optional[Mapping[str, Any]] = None,
 ) -> TrainingResult:
-    """Train (or continue) one PPO policy on the scenarios of `config` (an `ExperimentConfig`).
-
-    `env_params_list` gives one env per scenario (typed params, or replay strings);
-    `env_params_string` is the one-scenario form, replicated `n_envs` times. By default the
-    list is each scenario's typed params (`scenario_params`): nothing is re-parsed on the way.
-    `stop_flag()` returning True ends training at the next step with a checkpoint (SIGTERM).
-    `network_dir` reuses a network already built from `config` (else it is built in
-    `model_dir/network`).
+    """Train (or continue) one PPO policy on the scenarios of `config` (an `ExperimentConfig`),
+    one env per scenario, each handed its typed params (`scenario_params`): nothing is
+    re-parsed on the way. `stop_flag()` returning True ends training at the next step with a
+    checkpoint (SIGTERM). `network_dir` reuses a network already built from `config` (else it
+    is built in `model_dir/network`). Evaluations run when `config.eval_freq` > 0.
     """
     started = time.perf_counter()
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
-    if env_params_list is None and env_params_string is None:
-        shared = shared_params(config)  # typed, checked once; pickled as they are into the workers
-        env_params_list = [scenario_params(config, s, shared) for s in config.scenarios]
-        scenario_names = scenario_names or [s["name"] for s in config.scenarios]
-    if env_params_string is not None:
-        count = int(n_envs or 1)
-        env_params_list = [env_params_string] * count
-        first_name = (scenario_names or [config.scenarios[0]["name"] if config.scenarios else "scenario"])[0]
-        scenario_names = [first_name if count == 1 else f"{first_name}_{k}" for k in range(count)]
-    env_params_list = list(env_params_list)
-    scenario_names = list(scenario_names or [f"scenario{k}" for k in range(len(env_params_list))])
+    shared = shared_params(config)  # typed, checked once; pickled as they are into the workers
+    env_params_list = [scenario_params(config, s, shared) for s in config.scenarios]
+    scenario_names = [s["name"] for s in config.scenarios]
 
     if network_dir is None:
         network_dir = build_shared_network(scenario_params(config, config.scenarios[0]), model_dir / "network",
@@ -394,7 +377,7 @@ def train_rl_policy(
         rollout_cb = RolloutStartCallback()
         callbacks = [rollout_cb, schedule_cb, metrics_cb, ProgressCallback(total), checkpoint_cb]
         evaluation = None
-        if evaluate and config.eval_freq and config.eval_freq > 0:
+        if config.eval_freq and config.eval_freq > 0:
             held_out = eval_scenario_entries(config)
             eval_params = [scenario_params(config, s) for s in held_out] or env_params_list
             eval_names = [s["name"] for s in held_out] or scenario_names
@@ -409,7 +392,6 @@ def train_rl_policy(
             callbacks.append(evaluation)
         if stop_flag is not None:
             callbacks.append(StopFlagCallback(stop_flag))
-        callbacks.extend(extra_callbacks)
         stopped = lambda: stop_flag is not None and stop_flag()  # noqa: E731
         try:
             model.learn(total_timesteps=total, callback=CallbackList(callbacks),
