@@ -261,6 +261,7 @@ def train_rl_policy(
     in_process: bool = False,
     network_dir: Optional[Path] = None,
     extra_metadata: Optional[Mapping[str, Any]] = None,
+    extra_callbacks: Sequence[BaseCallback] = (),
 ) -> TrainingResult:
     """Train (or continue) one PPO policy on the scenarios of `config` (an `ExperimentConfig`),
     one env per scenario, each handed its typed params (`scenario_params`): nothing is
@@ -392,6 +393,7 @@ def train_rl_policy(
             callbacks.append(evaluation)
         if stop_flag is not None:
             callbacks.append(StopFlagCallback(stop_flag))
+        callbacks.extend(extra_callbacks)  # e.g. the pipeline's route-file logging
         stopped = lambda: stop_flag is not None and stop_flag()  # noqa: E731
         try:
             model.learn(total_timesteps=total, callback=CallbackList(callbacks),
