@@ -116,16 +116,14 @@ def learning_diagnostics(run_id: Optional[str]) -> Dict[str, float]:
     keys = (("rollout/ep_rew_mean", "reward"), ("train/explained_variance", "explained_variance"),
             ("eval/mean_travel_time_all", "validation_all_trips"))
     for key, name in keys:
-        history = sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)
-        if history:
-            found[f"{name}_first"], found[f"{name}_last"] = history[0].value, history[-1].value
-    ev = sorted(client.get_metric_history(run_id, "train/explained_variance"), key=lambda m: m.step)
-    if ev:
-        tail = [m.value for m in ev[-10:]]
-        found["explained_variance_last10"] = sum(tail) / len(tail)
-    validation = client.get_metric_history(run_id, "eval/mean_travel_time_all")
-    if validation:
-        found["validation_all_trips_best"] = min(m.value for m in validation)
+        history = [m.value for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)]
+        if not history:
+            continue
+        found[f"{name}_first"], found[f"{name}_last"] = history[0], history[-1]
+        if name == "explained_variance":
+            found["explained_variance_last10"] = sum(history[-10:]) / len(history[-10:])
+        if name == "validation_all_trips":
+            found["validation_all_trips_best"] = min(history)
     return found
 
 

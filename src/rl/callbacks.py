@@ -163,6 +163,11 @@ class CheckpointWithMetadataCallback(BaseCallback):
         return path
 
 
+def _finite_mean(values: List[Any]) -> Optional[float]:
+    finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    return sum(finite) / len(finite) if finite else None
+
+
 class HeldOutEvaluation(BaseCallback):
     """Every `eval_freq` steps: `n_episodes` deterministic episodes of every evaluation scenario
     (the held-out ones of `eval_scenarios`, else the training ones) with the current policy.
@@ -226,15 +231,12 @@ class HeldOutEvaluation(BaseCallback):
         started = time.perf_counter()
         episodes = self.run_episodes()
         record: Dict[str, float] = {}
-        for name, runs in episodes.items():
-            for key in (*self.LOGGED, "episode_reward"):
-                values = [float(r[key]) for r in runs if key in r and math.isfinite(float(r[key]))]
-                if values:
-                    record[f"eval/{name}/{key}"] = sum(values) / len(values)
         for key in (*self.LOGGED, "episode_reward"):
-            values = [v for k, v in record.items() if k.endswith(f"/{key}") and k.count("/") == 2]
-            if values:
-                record[f"eval/{key}"] = sum(values) / len(values)
+            per_scenario = {name: _finite_mean([r.get(key) for r in runs]) for name, runs in episodes.items()}
+            record.update({f"eval/{name}/{key}": v for name, v in per_scenario.items() if v is not None})
+            means = [v for v in per_scenario.values() if v is not None]
+            if means:
+                record[f"eval/{key}"] = sum(means) / len(means)  # each scenario counts once
         score = record.get(f"eval/{self.JUDGED}", math.inf)
         self.history.append({"step": step, **record})
         if self.sink is not None:

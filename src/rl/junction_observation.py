@@ -23,9 +23,8 @@ import numpy as np
 from src.control.actuator import PhaseActuator
 from src.control.base import LaneInfo, phase_lane_indices
 from src.network.phases import PhasePlan
+from src.rl.traffic_analysis import JAM_SPACING_M, movement_pressure
 
-#: Metres of lane one stopped vehicle occupies (length + gap): turns counts into densities.
-JAM_SPACING_M = 7.5
 #: Seconds of green at which the "time in green" feature saturates at 1.
 GREEN_TIME_SCALE_S = 60.0
 #: Features per phase slot (incoming queue, incoming load, outgoing load, entry backlog).
@@ -112,6 +111,10 @@ class JunctionObserver:
                               count=len(self.incoming_lanes))
         return np.bincount(self.incoming_owner, weights=halting, minlength=len(self.tls_ids))
 
+    def incoming_total(self, counts: np.ndarray) -> np.ndarray:
+        """Per junction: the sum of `counts` (indexed like the lanes) over its incoming lanes."""
+        return np.bincount(self.incoming_owner, weights=counts[self.incoming_lanes], minlength=len(self.tls_ids))
+
     def read_pending(self, api) -> None:
         """Count the vehicles SUMO could not insert yet by the junction (and phases) whose
         incoming edge they wait for; each vehicle's departure edge is asked once."""
@@ -156,8 +159,7 @@ class JunctionObserver:
 
     def pressure(self, halting: np.ndarray) -> np.ndarray:
         """Per junction: sum over its movements of incoming minus outgoing queue (PressLight)."""
-        return np.array([sum(halting[i] - halting[o] for i, o in sorted({m for links in phases for m in links}))
-                         for phases in self.movements], dtype=float)
+        return movement_pressure(self.movements, halting)
 
     def phases_from_actions(self, actions: np.ndarray, current: Mapping[str, int]) -> Dict[str, int]:
         """The green each junction asks for; a slot beyond its own phases means 'keep the current'."""

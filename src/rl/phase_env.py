@@ -106,8 +106,7 @@ class PhaseSelectEnv(ScenarioEnv):
         # each junction's own entry backlog (vehicle-seconds), trapezoid over the interval
         backlog_seconds = 0.5 * (pending_start + self._pending_by_junction) * (sim.time - start)
         obs = self.observer.observe(vehicles, halting, self.actuator, sim.time)
-        queue = np.bincount(self.observer.incoming_owner, weights=halting[self.observer.incoming_lanes],
-                            minlength=self.num_signals)
+        queue = self.observer.incoming_total(halting)
         return (obs.ravel() if self.flatten else obs), halting_seconds, queue, self.observer.pressure(halting), backlog_seconds
 
     def step(self, action):

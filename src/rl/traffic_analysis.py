@@ -166,6 +166,13 @@ def check_feature_names(features: Mapping[str, Sequence[str]]) -> None:
         raise ValueError("the feature lists are all empty; choose at least one feature")
 
 
+def movement_pressure(phase_links: Sequence[Sequence[Sequence[tuple]]], queues: np.ndarray) -> np.ndarray:
+    """Per junction (its phases' (incoming, outgoing) lane-index pairs): the sum over its
+    distinct movements of incoming minus outgoing queue (PressLight's intersection pressure)."""
+    return np.array([sum(queues[i] - queues[o] for i, o in sorted({m for links in phases for m in links}))
+                     for phases in phase_links], dtype=float)
+
+
 class FeatureExtractor:
     """Builds the observation vector of one network from cycle measurements."""
 
@@ -250,9 +257,8 @@ class FeatureExtractor:
             for p, links in enumerate(self._phase_links[k]):
                 pressure[k, p] = sum(queue[i] - queue[o] for i, o in links)
         halting = m.mean_halting
-        movements = np.array([sum(halting[i] - halting[o] for i, o in sorted({l for links in phases for l in links}))
-                              for phases in self._phase_links], dtype=float)
-        return JunctionView(durations, pressure, self.phase_mask, m.cycle_length, movements)
+        return JunctionView(durations, pressure, self.phase_mask, m.cycle_length,
+                            movement_pressure(self._phase_links, halting))
 
     def observe(self, m: CycleMeasurement) -> np.ndarray:
         if self.vehicle_scale is None:
