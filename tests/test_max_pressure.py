@@ -45,37 +45,49 @@ def test_picks_the_phase_of_maximal_pressure():
 
 
 class _FakeTrafficLight:
-    """Records the programs installed, like libsumo's trafficlight domain would run them."""
+    """Keeps the program installed and the phase set, and plays them as SUMO's static logic
+    does: a step lasts its duration, then goes to its `next` step (else the following one)."""
 
-    Phase = staticmethod(lambda duration, state, *_: (float(duration), state))
+    Phase = staticmethod(lambda duration, state, min_dur, max_dur, nxt=(): (float(duration), state, tuple(nxt)))
     Logic = staticmethod(lambda program_id, kind, index, phases: list(phases))
 
     def __init__(self) -> None:
-        self.installed: List[List[Tuple[float, str]]] = []
+        self.installed: List[List[Tuple[float, str, tuple]]] = []
+        self.phase_set: List[int] = []
 
     def setProgramLogic(self, tls, logic) -> None:  # noqa: N802 - the TraCI name
         self.installed.append(logic)
 
     def setPhase(self, tls, index) -> None:  # noqa: N802
-        assert index == 0
+        self.phase_set.append(index)
+
+    def played(self) -> List[Tuple[float, str]]:
+        """The steps SUMO runs from the last phase set up to the green it holds."""
+        program, index, run = self.installed[-1], self.phase_set[-1], []
+        while True:
+            duration, state, nxt = program[index]
+            run.append((duration, state))
+            if duration >= 1e6:
+                return run
+            index = nxt[0] if nxt else index + 1
 
 
 def test_actuator_respects_min_green_and_inserts_yellow():
     api = SimpleNamespace(trafficlight=_FakeTrafficLight())
     actuator = PhaseActuator({"J": _plan()}, TIMING)
     actuator.start(api, now=0.0)
-    assert api.trafficlight.installed[-1][0][1] == "Grrr"
+    assert api.trafficlight.played() == [(1e6, "Grrr")]
+    # the program holds every green, so SUMO sees every link served; it is installed once
+    assert {state for d, state, _ in api.trafficlight.installed[-1] if d >= 1e6} == {"Grrr", "rGrr", "rrGG"}
     assert actuator.ready(4.0) == [] and actuator.ready(5.0) == ["J"]  # minimum green 5 s
     actuator.switch(api, "J", 2, now=5.0)
-    yellow, green, *unreached = api.trafficlight.installed[-1]
-    assert yellow == (3.0, "yrrr") and green == (1e6, "rrGG")  # the links losing green go yellow
-    # the other greens follow the held one (never reached), so SUMO sees every link served
-    assert [state for _, state in unreached] == ["Grrr", "rGrr"]
+    assert api.trafficlight.played() == [(3.0, "yrrr"), (1e6, "rrGG")]  # the links losing green go yellow
     assert actuator.ready(12.0) == [] and actuator.ready(13.0) == ["J"]  # 3 s yellow + 5 s green
-    actuator.switch(api, "J", 2, now=13.0)  # keeping the phase installs nothing
-    assert len(api.trafficlight.installed) == 2
+    actuator.switch(api, "J", 2, now=13.0)  # keeping the phase sets nothing
+    assert len(api.trafficlight.phase_set) == 2
     actuator.switch(api, "J", 1, now=13.0)  # a skip in the ring: yellow for this pair of greens
-    assert api.trafficlight.installed[-1][0] == (3.0, "rryy")
+    assert api.trafficlight.played() == [(3.0, "rryy"), (1e6, "rGrr")]
+    assert len(api.trafficlight.installed) == 1
 
 
 def test_no_yellow_where_the_program_has_none():
@@ -84,7 +96,7 @@ def test_no_yellow_where_the_program_has_none():
     actuator = PhaseActuator({"J": plan}, CycleTiming(90, 0, 10))
     actuator.start(api, 0.0)
     actuator.switch(api, "J", 1, now=10.0)
-    assert [state for _, state in api.trafficlight.installed[-1]][:1] == ["rGrr"]
+    assert api.trafficlight.played() == [(1e6, "rGrr")]
     assert actuator.green_since["J"] == 10.0
 
 

@@ -152,8 +152,48 @@ class SignalActuator:
         return {tls: proportions_to_durations(p, self.timing) for tls, p in proportions.items()}
 
 
-#: How long a chosen green is installed for: it lasts until the controller switches away.
+#: How long a held green lasts in the installed program: until the controller switches away.
 HOLD_S = 1e6
+
+
+@dataclass(frozen=True)
+class SelectProgram:
+    """One junction's program for acyclic control, installed once per run: every green (held),
+    then the transition of every ordered pair of greens, whose last step leads (`next`) into
+    the green it serves. A switch is then one `setPhase`, with nothing for SUMO to re-parse."""
+
+    #: (duration, state, next phase indices) of every program step.
+    steps: tuple
+    #: (from green, to green) -> (index of the transition's first step, its seconds); index
+    #: None when the program has no transition between the two (the green follows at once).
+    transitions: Dict[tuple, tuple]
+
+    @classmethod
+    def of(cls, plan: PhasePlan, yellow_time: float) -> "SelectProgram":
+        n = plan.num_phases
+        steps: list = [None] * n
+        transitions: Dict[tuple, tuple] = {}
+        for i in range(n):
+            for j in range(n):
+                if i == j:
+                    continue
+                transition = plan.transition(i, yellow_time, following=j)
+                if not transition:
+                    transitions[i, j] = (None, 0.0)
+                    continue
+                transitions[i, j] = (len(steps), sum(d for d, _ in transition))
+                for k, (duration, state) in enumerate(transition):
+                    steps.append((float(duration), state, (j,) if k == len(transition) - 1 else ()))
+        for i in range(n):
+            # a held green never ends; its successor only tells SUMO which transition leaves it,
+            # so the program check finds every green followed by its yellow
+            first, _ = transitions.get((i, (i + 1) % n), (None, 0.0))
+            steps[i] = (HOLD_S, plan.green_states[i], (first if first is not None else (i + 1) % n,) if n > 1 else ())
+        return cls(tuple(steps), transitions)
+
+    def install(self, tl, tls: str) -> None:
+        phases = [tl.Phase(d, state, d, d, list(nxt)) for d, state, nxt in self.steps]
+        tl.setProgramLogic(tls, tl.Logic("select", 0, 0, phases))
 
 
 class PhaseActuator:
@@ -166,26 +206,19 @@ class PhaseActuator:
     def __init__(self, plans: Mapping[str, PhasePlan], timing: CycleTiming) -> None:
         self.plans = dict(plans)
         self.timing = timing
+        self.programs = {tls: SelectProgram.of(plan, timing.yellow_time) for tls, plan in self.plans.items()}
         self.current: Dict[str, int] = {}
         self.green_since: Dict[str, float] = {}
         self.switches = 0
 
-    def _install(self, api, tls: str, phases) -> None:
-        tl = api.trafficlight
-        # The program's other greens follow the held one, never reached (it lasts HOLD_S), so
-        # SUMO sees every link served somewhere and warns of no "missing green phase".
-        held = {state for _, state in phases}
-        unreached = [(1.0, g) for g in self.plans[tls].green_states if g not in held]
-        logic = tl.Logic("select", 0, 0, [tl.Phase(d, state, d, d) for d, state in [*phases, *unreached]])
-        tl.setProgramLogic(tls, logic)
-        tl.setPhase(tls, 0)
-
     def start(self, api, now: float) -> None:
-        """Every junction starts in its first green."""
-        for tls, plan in self.plans.items():
+        """Install every junction's program once; each starts in its first green."""
+        tl = api.trafficlight
+        for tls, program in self.programs.items():
             self.current[tls] = 0
             self.green_since[tls] = now
-            self._install(api, tls, [(HOLD_S, plan.green_states[0])])
+            program.install(tl, tls)
+            tl.setPhase(tls, 0)
 
     def ready(self, now: float) -> list:
         """Junctions whose green has lasted `min_green`: they may switch now."""
@@ -196,9 +229,8 @@ class PhaseActuator:
         current = self.current[tls]
         if phase == current:
             return
-        plan = self.plans[tls]
-        transition = plan.transition(current, self.timing.yellow_time, following=phase)
-        self._install(api, tls, [*transition, (HOLD_S, plan.green_states[phase])])
+        first, seconds = self.programs[tls].transitions[current, phase]
+        api.trafficlight.setPhase(tls, phase if first is None else first)
         self.current[tls] = phase
-        self.green_since[tls] = now + sum(d for d, _ in transition)
+        self.green_since[tls] = now + seconds
         self.switches += 1

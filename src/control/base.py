@@ -17,6 +17,7 @@ import numpy as np
 
 from src.control.actuator import CycleTiming, program_durations
 from src.network.phases import PhasePlan
+from src.sumo_integration.simulation import lane_getter
 
 DEFAULT_SAMPLE_INTERVAL_S = 5
 
@@ -83,23 +84,27 @@ class LaneSampler:
         self.entered = np.zeros(n)
 
     def sample(self) -> None:
-        lane = self.api.lane
-        for k, lane_id in enumerate(self.lanes.lane_ids):
-            if self.track_entered:
-                ids = set(lane.getLastStepVehicleIDs(lane_id))
-                self.entered[k] += len(ids - self._prev_ids[k])
-                self._prev_ids[k] = ids
-                count = len(ids)
-            else:
-                count = lane.getLastStepVehicleNumber(lane_id)
-            halting = lane.getLastStepHaltingNumber(lane_id)
-            speed = lane.getLastStepMeanSpeed(lane_id) if count else self.lanes.speed_limits[k]
-            self.sum_vehicles[k] += count
-            self.sum_halting[k] += halting
-            self.sum_speed[k] += speed
-            self.last_vehicles[k] = count
-            self.last_halting[k] = halting
+        ids, count = self.lanes.lane_ids, len(self.lanes.lane_ids)
+        if self.track_entered:
+            vehicles = np.fromiter(map(self._count_entered, range(count)), dtype=float, count=count)
+        else:
+            vehicles = np.fromiter(map(lane_getter(self.api, "getLastStepVehicleNumber"), ids), dtype=float, count=count)
+        halting = np.fromiter(map(lane_getter(self.api, "getLastStepHaltingNumber"), ids), dtype=float, count=count)
+        speed = np.fromiter(map(lane_getter(self.api, "getLastStepMeanSpeed"), ids), dtype=float, count=count)
+        speed = np.where(vehicles > 0, speed, self.lanes.speed_limits)  # an empty lane runs at its limit
+        self.sum_vehicles += vehicles
+        self.sum_halting += halting
+        self.sum_speed += speed
+        self.last_vehicles = vehicles
+        self.last_halting = halting
         self.samples += 1
+
+    def _count_entered(self, k: int) -> int:
+        """Vehicles on lane k now, counting those not seen there at the last sample as entered."""
+        ids = set(self.api.lane.getLastStepVehicleIDs(self.lanes.lane_ids[k]))
+        self.entered[k] += len(ids - self._prev_ids[k])
+        self._prev_ids[k] = ids
+        return len(ids)
 
     def means(self):
         s = max(self.samples, 1)

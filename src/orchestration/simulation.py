@@ -20,7 +20,7 @@ from src.network import build_network
 from src.network.artifacts import NetworkArtifacts
 from src.network.phases import read_phase_plans
 from src.params import ParameterError, SimulationParams
-from src.sumo_integration.simulation import SumoSimulation
+from src.sumo_integration.simulation import SumoSimulation, lane_getter
 from src.sumo_integration.sumocfg import option_args
 from src.traffic import generate_traffic
 
@@ -184,12 +184,13 @@ def _drive_phases(sim, controller, plans, timing, end_time: float, interval: flo
     controller.reset()
     controller.bind(api, actuator, lanes)
     actuator.start(api, sim.time)
+    halting = lane_getter(api, "getLastStepHaltingNumber")
     while sim.time < end_time - 1e-9:
         sim.step(min(sim.time + interval, end_time))
         now = sim.time
         ready = actuator.ready(now)
         if ready:
-            queues = np.array([api.lane.getLastStepHaltingNumber(lane) for lane in lanes.lane_ids], dtype=float)
+            queues = np.fromiter(map(halting, lanes.lane_ids), dtype=float, count=len(lanes.lane_ids))
             for tls, phase in controller.select(queues, lanes, actuator.current, ready).items():
                 actuator.switch(api, tls, phase, now)
         report(now)

@@ -23,7 +23,8 @@ import numpy as np
 from src.control.actuator import PhaseActuator
 from src.control.base import LaneInfo, phase_lane_indices
 from src.network.phases import PhasePlan
-from src.rl.traffic_analysis import JAM_SPACING_M, movement_pressure
+from src.sumo_integration.simulation import lane_getter
+from src.rl.traffic_analysis import JAM_SPACING_M
 
 #: Seconds of green at which the "time in green" feature saturates at 1.
 GREEN_TIME_SCALE_S = 60.0
@@ -44,8 +45,21 @@ def phase_select_dimensions(plans: Mapping[str, Any]) -> Dict[str, int]:
             "observation": local * len(plans), "action": len(plans)}
 
 
+def _membership(rows: Sequence[np.ndarray], columns: int) -> np.ndarray:
+    """0/1 matrix (rows x columns) with row r set at the indices `rows[r]`: sums over index
+    sets become one matrix product (exact: the counts summed are whole numbers)."""
+    matrix = np.zeros((len(rows), columns))
+    for r, indices in enumerate(rows):
+        matrix[r, indices] = 1.0
+    return matrix
+
+
 class JunctionObserver:
-    """Local observations and lane groups of every signalised junction, in sorted id order."""
+    """Local observations and lane groups of every signalised junction, in sorted id order.
+
+    Every lane, edge and phase relation is turned into index arrays and 0/1 matrices once per
+    network, so a decision reads each lane once and computes all junctions' views as array
+    operations."""
 
     def __init__(self, plans: Mapping[str, PhasePlan], lanes: LaneInfo) -> None:
         self.plans = dict(sorted(plans.items()))
@@ -54,36 +68,57 @@ class JunctionObserver:
         self.max_phases = max((p.num_phases for p in self.plans.values()), default=1)
         self.num_phases = np.array([p.num_phases for p in self.plans.values()], dtype=int)
         self.capacity = np.maximum(lanes.lengths / JAM_SPACING_M, 1.0)
+        junctions, slots = len(self.tls_ids), len(self.tls_ids) * self.max_phases
         self.movements: List[List[Sequence[Tuple[int, int]]]] = []
         self.incoming: List[np.ndarray] = []
-        self._phase_in: List[List[np.ndarray]] = []
-        self._phase_out: List[List[np.ndarray]] = []
-        for plan in self.plans.values():
+        phase_in: List[np.ndarray] = [np.zeros(0, dtype=int)] * slots  # (junction, phase slot) -> lanes
+        phase_out: List[np.ndarray] = [np.zeros(0, dtype=int)] * slots
+        for k, plan in enumerate(self.plans.values()):
             phases = phase_lane_indices(plan, lanes)
             self.movements.append(phases)
             self.incoming.append(np.array(sorted({i for links in phases for i, _ in links}), dtype=int))
-            self._phase_in.append([np.array(sorted({i for i, _ in links}), dtype=int) for links in phases])
-            self._phase_out.append([np.array(sorted({o for _, o in links}), dtype=int) for links in phases])
+            for phase, links in enumerate(phases):
+                phase_in[k * self.max_phases + phase] = np.array(sorted({i for i, _ in links}), dtype=int)
+                phase_out[k * self.max_phases + phase] = np.array(sorted({o for _, o in links}), dtype=int)
         #: Every incoming lane of every junction, and the junction each belongs to (for rewards).
         self.incoming_lanes = np.concatenate(self.incoming) if self.incoming else np.zeros(0, dtype=int)
         self.incoming_owner = np.concatenate([np.full(len(a), k) for k, a in enumerate(self.incoming)]) \
             if self.incoming else np.zeros(0, dtype=int)
+        self._incoming_ids = [lanes.lane_ids[i] for i in self.incoming_lanes]
+        # distinct movements (incoming, outgoing lane) and their junction, for the pressure
+        distinct = [sorted({m for links in phases for m in links}) for phases in self.movements]
+        self._move_in = np.array([i for moves in distinct for i, _ in moves], dtype=int)
+        self._move_out = np.array([o for moves in distinct for _, o in moves], dtype=int)
+        self._move_owner = np.array([k for k, moves in enumerate(distinct) for _ in moves], dtype=int)
+        # per phase slot: lane sums as matrix rows, and the capacity each sum is divided by
+        # (summed as the per-lane implementation summed it, so every value stays the same)
+        self._in_matrix = _membership(phase_in, len(lanes.lane_ids))
+        self._out_matrix = _membership(phase_out, len(lanes.lane_ids))
+        self._in_capacity = np.array([self.capacity[l].sum() if len(l) else 1.0 for l in phase_in])
+        self._out_capacity = np.array([self.capacity[l].sum() if len(l) else 1.0 for l in phase_out])
+        self._has_in = np.array([len(l) > 0 for l in phase_in])
+        self._has_out = np.array([len(l) > 0 for l in phase_out])
         # Incoming edge -> (junction, phases serving one of its lanes): where a vehicle waiting
-        # to depart on that edge is counted.
-        self._edge_slots: Dict[str, Tuple[int, List[int]]] = {}
-        for k in range(len(self.tls_ids)):
-            for phase, lanes_in in enumerate(self._phase_in[k]):
-                for i in lanes_in:
+        # to depart on that edge is counted. The first junction an edge leads into keeps it.
+        edge_slots: Dict[str, Tuple[int, List[int]]] = {}
+        for k in range(junctions):
+            for phase in range(self.num_phases[k]):
+                for i in phase_in[k * self.max_phases + phase]:
                     edge = lanes.lane_ids[i].rsplit("_", 1)[0]
-                    junction, phases = self._edge_slots.setdefault(edge, (k, []))
+                    junction, phases = edge_slots.setdefault(edge, (k, []))
                     if junction == k and phase not in phases:
                         phases.append(phase)
-        self._phase_capacity = [[float(self.capacity[l].sum()) if len(l) else 1.0 for l in phases]
-                                for phases in self._phase_in]
-        self._departure_edge: Dict[str, str] = {}
+        #: Incoming edge -> its row in the edge -> junction and edge -> phase matrices.
+        self._edges = {edge: e for e, edge in enumerate(edge_slots)}
+        #: Vehicle -> row of its departure edge (-1: an edge into no signal), asked once per vehicle.
+        self._departure_edge: Dict[str, int] = {}
+        self._edge_junction = _membership([np.array([k]) for k, _ in edge_slots.values()], junctions)
+        self._edge_phase = _membership([np.array([k * self.max_phases + p for p in phases], dtype=int)
+                                        for k, phases in edge_slots.values()], slots)
+        self._exists = (np.arange(self.max_phases)[None, :] < self.num_phases[:, None]).astype(np.float32)
         #: Per junction, and per (junction, phase slot): vehicles waiting to enter (last read).
-        self.pending = np.zeros(len(self.tls_ids))
-        self.pending_by_phase = np.zeros((len(self.tls_ids), self.max_phases))
+        self.pending = np.zeros(junctions)
+        self.pending_by_phase = np.zeros((junctions, self.max_phases))
         #: Waiting vehicles whose departure edge leads into no signal (shared by all in rewards).
         self.pending_elsewhere = 0.0
 
@@ -97,69 +132,68 @@ class JunctionObserver:
 
     def read_lanes(self, api) -> Tuple[np.ndarray, np.ndarray]:
         """Vehicle and halting counts of every observed lane right now."""
-        lane = api.lane
-        ids = self.lanes.lane_ids
-        vehicles = np.fromiter((lane.getLastStepVehicleNumber(l) for l in ids), dtype=float, count=len(ids))
-        halting = np.fromiter((lane.getLastStepHaltingNumber(l) for l in ids), dtype=float, count=len(ids))
+        ids, count = self.lanes.lane_ids, len(self.lanes.lane_ids)
+        vehicles = np.fromiter(map(lane_getter(api, "getLastStepVehicleNumber"), ids), dtype=float, count=count)
+        halting = np.fromiter(map(lane_getter(api, "getLastStepHaltingNumber"), ids), dtype=float, count=count)
         return vehicles, halting
 
     def read_incoming_halting(self, api) -> np.ndarray:
         """Halting vehicles on each junction's incoming lanes right now, per junction."""
-        lane = api.lane
-        ids = self.lanes.lane_ids
-        halting = np.fromiter((lane.getLastStepHaltingNumber(ids[i]) for i in self.incoming_lanes), dtype=float,
-                              count=len(self.incoming_lanes))
+        halting = np.fromiter(map(lane_getter(api, "getLastStepHaltingNumber"), self._incoming_ids), dtype=float,
+                              count=len(self._incoming_ids))
         return np.bincount(self.incoming_owner, weights=halting, minlength=len(self.tls_ids))
 
     def incoming_total(self, counts: np.ndarray) -> np.ndarray:
         """Per junction: the sum of `counts` (indexed like the lanes) over its incoming lanes."""
         return np.bincount(self.incoming_owner, weights=counts[self.incoming_lanes], minlength=len(self.tls_ids))
 
+    def forget_vehicles(self) -> None:
+        """A new simulation: a vehicle id may name another vehicle (another route file)."""
+        self._departure_edge.clear()
+
     def read_pending(self, api) -> None:
         """Count the vehicles SUMO could not insert yet by the junction (and phases) whose
         incoming edge they wait for; each vehicle's departure edge is asked once."""
-        self.pending[:] = 0.0
-        self.pending_by_phase[:] = 0.0
-        self.pending_elsewhere = 0.0
-        for vehicle in api.simulation.getPendingVehicles():
-            edge = self._departure_edge.get(vehicle)
-            if edge is None:
-                edge = self._departure_edge[vehicle] = api.vehicle.getRoute(vehicle)[0]
-            slot = self._edge_slots.get(edge)
-            if slot is None:
-                self.pending_elsewhere += 1.0
-                continue
-            k, phases = slot
-            self.pending[k] += 1.0
-            self.pending_by_phase[k, phases] += 1.0
-
-    def _load(self, counts: np.ndarray, lanes: np.ndarray) -> float:
-        return float(min(counts[lanes].sum() / self.capacity[lanes].sum(), 1.0)) if len(lanes) else 0.0
+        known, edges = self._departure_edge, self._edges
+        pending = api.simulation.getPendingVehicles()
+        rows = [known.get(vehicle) for vehicle in pending]
+        if None in rows:
+            for k, vehicle in enumerate(pending):
+                if rows[k] is None:
+                    rows[k] = known[vehicle] = edges.get(api.vehicle.getRoute(vehicle)[0], -1)
+        by_edge = np.bincount(np.asarray(rows, dtype=int) + 1, minlength=len(edges) + 1)
+        self.pending_elsewhere = float(by_edge[0])
+        self.pending = by_edge[1:] @ self._edge_junction
+        self.pending_by_phase = (by_edge[1:] @ self._edge_phase).reshape(len(self.tls_ids), self.max_phases)
 
     def observe(self, vehicles: np.ndarray, halting: np.ndarray, actuator: PhaseActuator, now: float) -> np.ndarray:
         """(junctions, size) observations from lane counts, the last `read_pending` and the
         actuator's state."""
-        p = self.max_phases
-        obs = np.zeros((len(self.tls_ids), self.size), dtype=np.float32)
-        for k, tls in enumerate(self.tls_ids):
-            row = obs[k]
-            for phase in range(self.num_phases[k]):
-                lanes_in, lanes_out = self._phase_in[k][phase], self._phase_out[k][phase]
-                row[PER_PHASE * phase] = self._load(halting, lanes_in)
-                row[PER_PHASE * phase + 1] = self._load(vehicles, lanes_in)
-                row[PER_PHASE * phase + 2] = self._load(vehicles, lanes_out)
-                row[PER_PHASE * phase + 3] = min(self.pending_by_phase[k, phase] / self._phase_capacity[k][phase], 1.0)
-            base = PER_PHASE * p
-            row[base + actuator.current[tls]] = 1.0
-            row[base + p: base + p + self.num_phases[k]] = 1.0
-            in_green = now - actuator.green_since[tls]
-            row[base + 2 * p] = min(max(in_green, 0.0) / GREEN_TIME_SCALE_S, 1.0)
-            row[base + 2 * p + 1] = 1.0 if in_green >= actuator.timing.min_green - 1e-9 else 0.0
+        junctions, p = len(self.tls_ids), self.max_phases
+        obs = np.zeros((junctions, self.size), dtype=np.float32)
+        per_phase = obs[:, :PER_PHASE * p].reshape(junctions, p, PER_PHASE)
+        shape = (junctions, p)
+        per_phase[:, :, 0] = np.where(self._has_in, np.minimum(self._in_matrix @ halting / self._in_capacity, 1.0),
+                                      0.0).reshape(shape)
+        per_phase[:, :, 1] = np.where(self._has_in, np.minimum(self._in_matrix @ vehicles / self._in_capacity, 1.0),
+                                      0.0).reshape(shape)
+        per_phase[:, :, 2] = np.where(self._has_out, np.minimum(self._out_matrix @ vehicles / self._out_capacity, 1.0),
+                                      0.0).reshape(shape)
+        per_phase[:, :, 3] = (np.minimum(self.pending_by_phase.ravel() / self._in_capacity, 1.0) * self._has_in
+                              ).reshape(shape) * self._exists
+        base = PER_PHASE * p
+        current = np.fromiter((actuator.current[t] for t in self.tls_ids), dtype=int, count=junctions)
+        obs[np.arange(junctions), base + current] = 1.0
+        obs[:, base + p: base + 2 * p] = self._exists
+        in_green = now - np.fromiter((actuator.green_since[t] for t in self.tls_ids), dtype=float, count=junctions)
+        obs[:, base + 2 * p] = np.minimum(np.maximum(in_green, 0.0) / GREEN_TIME_SCALE_S, 1.0)
+        obs[:, base + 2 * p + 1] = in_green >= actuator.timing.min_green - 1e-9
         return obs
 
     def pressure(self, halting: np.ndarray) -> np.ndarray:
-        """Per junction: sum over its movements of incoming minus outgoing queue (PressLight)."""
-        return movement_pressure(self.movements, halting)
+        """Per junction: sum over its distinct movements of incoming minus outgoing queue (PressLight)."""
+        return np.bincount(self._move_owner, weights=halting[self._move_in] - halting[self._move_out],
+                           minlength=len(self.tls_ids))
 
     def phases_from_actions(self, actions: np.ndarray, current: Mapping[str, int]) -> Dict[str, int]:
         """The green each junction asks for; a slot beyond its own phases means 'keep the current'."""

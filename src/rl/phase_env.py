@@ -79,6 +79,7 @@ class PhaseSelectEnv(ScenarioEnv):
         sim = self._start_sim()
         if self.observer is None:  # lanes are fixed by the network: resolved once
             self.observer = JunctionObserver(self.plans, LaneInfo.from_plans(sim.api, self.plans))
+        self.observer.forget_vehicles()
         self.actuator = PhaseActuator(self.plans, self.timing)
         self.actuator.start(sim.api, sim.time)
         self._pending = 0.0

@@ -13,8 +13,9 @@ import io
 import itertools
 import logging
 import os
+import sys
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Any, Callable, List, Optional, Sequence
 
 from src.sumo_integration.tools import sumo_binary
 
@@ -32,6 +33,14 @@ def _import_libsumo():
     if buffer.getvalue().strip():
         logger.debug("libsumo: %s", buffer.getvalue().strip())
     return libsumo
+
+
+def lane_getter(api, name: str) -> Callable[[str], Any]:
+    """`api.lane.<name>`, for reading every lane every second: under libsumo its compiled
+    function itself (the Python wrapper around it costs a third of each call), under TraCI
+    the connection's method."""
+    raw = getattr(sys.modules.get("libsumo._libsumo"), f"lane_{name}", None) if api is sys.modules.get("libsumo") else None
+    return raw or getattr(api.lane, name)
 
 
 class SumoSimulation:
