@@ -324,7 +324,7 @@ def resolve_model(model: str, tracking_uri: Optional[str]) -> Dict[str, Optional
 def check_model_fits(model_file: Path, network_dir: Path, model: str) -> None:
     """The policy's observation and action sizes against the built network, before any run,
     for the model's own control mode and policy sharing (a junction-shared policy fits any
-    network whose junctions have its phase count; a network-wide one needs its signals' phases)."""
+    network whose junctions have no more phases than its phase slots; a network-wide one needs its signals' phases)."""
     try:
         metadata = read_model_metadata(model_file)
         dims = model_dimensions(metadata, network_dir)

@@ -55,6 +55,10 @@ DEFAULT_SEED = 0
 # form cycle_splits has).
 POLICY_SHARING_MODES: Tuple[str, ...] = ("junction", "network")
 DEFAULT_POLICY_SHARING = None
+#: Phase slots of the junction-shared input: None = the network's most phases per junction; a
+#: fixed number (e.g. 8) pads every junction to it, so one policy runs on maps of other phase counts.
+DEFAULT_PHASE_SLOTS = None
+MAX_PHASE_SLOTS = 16
 # Running mean/std normalisation of observations and rewards (SB3 VecNormalize). The
 # statistics travel inside the model zip (src.rl.normalization), so evaluation, the pyfunc
 # and resumed training see observations exactly as training did. Rewards are normalised by

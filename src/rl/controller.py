@@ -56,6 +56,7 @@ class RLController(SignalController):
         control = control_of(metadata)
         self.mode = "cycle" if control["control_mode"] == "cycle_splits" else "phase_select"
         self.sharing = control["policy_sharing"]
+        self.phase_slots: Optional[int] = None
         self.decision_interval = float(metadata.get("decision_interval") or 5)
         self.extractor = FeatureExtractor(plans, metadata.get("features"))
         self.track_entered = self.extractor.needs_entered
@@ -64,8 +65,10 @@ class RLController(SignalController):
         if self.mode == "cycle":
             observation_size, action_size = self.extractor.size, self.extractor.action_size + int(self.cycle_action)
         else:
-            dims = phase_select_dimensions(plans)
             junction = self.sharing == "junction"
+            # a junction-shared policy runs on any network whose junctions fit its phase slots
+            self.phase_slots = int(metadata.get("phase_slots") or metadata.get("max_phases")) if junction else None
+            dims = phase_select_dimensions(plans, self.phase_slots)
             observation_size = dims["junction_observation"] if junction else dims["observation"]
             action_size = dims["max_phases"] if junction else dims["action"]
         check_compatible(metadata, observation_size, action_size, f"model {self.model_file}",
@@ -115,7 +118,7 @@ class RLController(SignalController):
     def bind(self, api: Any, actuator: Any, lanes: LaneInfo) -> None:
         """The runner's simulation and actuator (phase_select): observed as the env observes them."""
         self.api, self.actuator = api, actuator
-        self.observer = JunctionObserver(self.plans, LaneInfo.from_plans(api, self.plans))
+        self.observer = JunctionObserver(self.plans, LaneInfo.from_plans(api, self.plans), self.phase_slots)
 
     def select(self, queues: np.ndarray, lanes: LaneInfo, current: Mapping[str, int],
                ready: Sequence[str]) -> Dict[str, int]:

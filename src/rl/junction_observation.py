@@ -3,7 +3,8 @@
 Every junction gets a vector of the same size (it depends only on the most phases any
 junction of the network has, `max_phases`), so one policy network can be applied to each
 junction (parameter sharing, as MPLight and RESCO's shared agents do) and a model trained on
-one network runs on another with the same phase count. Per phase slot it holds the queue and
+one network runs on another whose junctions have no more phases than it has slots
+(`phase_slots` pads the input to a fixed size for that). Per phase slot it holds the queue and
 the load of the lanes that phase serves, the load of the lanes it feeds and the vehicles
 waiting to enter the network on the edges it serves (SUMO's insertion backlog: without it a
 junction cannot see that holding an approach red keeps vehicles out of the network); then
@@ -16,7 +17,7 @@ read once per decision.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -37,9 +38,26 @@ def junction_observation_size(max_phases: int) -> int:
     return PER_PHASE * max_phases + 2 * max_phases + 2
 
 
-def phase_select_dimensions(plans: Mapping[str, Any]) -> Dict[str, int]:
-    """Sizes of the phase_select spaces of a network: per junction, and network-wide."""
-    max_phases = max((p.num_phases for p in plans.values()), default=1)
+class PhaseSlotError(ValueError):
+    """A junction has more phases than the policy input has slots."""
+
+
+def phase_slots_for(plans: Mapping[str, Any], phase_slots: Optional[int] = None) -> int:
+    """Phase slots of the junction input: the network's most phases, or `phase_slots` (a fixed
+    size, so one junction-shared policy runs on networks of other phase counts)."""
+    most = max((p.num_phases for p in plans.values()), default=1)
+    if phase_slots is None:
+        return most
+    if most > int(phase_slots):
+        busiest = max(plans, key=lambda t: plans[t].num_phases)
+        raise PhaseSlotError(f"signal {busiest} has {most} phases, more than the policy's {int(phase_slots)} phase slots")
+    return int(phase_slots)
+
+
+def phase_select_dimensions(plans: Mapping[str, Any], phase_slots: Optional[int] = None) -> Dict[str, int]:
+    """Sizes of the phase_select spaces of a network: per junction, and network-wide
+    (`max_phases`: the phase slots, see `phase_slots_for`)."""
+    max_phases = phase_slots_for(plans, phase_slots)
     local = junction_observation_size(max_phases)
     return {"signals": len(plans), "max_phases": max_phases, "junction_observation": local,
             "observation": local * len(plans), "action": len(plans)}
@@ -61,11 +79,11 @@ class JunctionObserver:
     network, so a decision reads each lane once and computes all junctions' views as array
     operations."""
 
-    def __init__(self, plans: Mapping[str, PhasePlan], lanes: LaneInfo) -> None:
+    def __init__(self, plans: Mapping[str, PhasePlan], lanes: LaneInfo, phase_slots: Optional[int] = None) -> None:
         self.plans = dict(sorted(plans.items()))
         self.tls_ids: List[str] = list(self.plans)
         self.lanes = lanes
-        self.max_phases = max((p.num_phases for p in self.plans.values()), default=1)
+        self.max_phases = phase_slots_for(self.plans, phase_slots)
         self.num_phases = np.array([p.num_phases for p in self.plans.values()], dtype=int)
         self.capacity = np.maximum(lanes.lengths / JAM_SPACING_M, 1.0)
         junctions, slots = len(self.tls_ids), len(self.tls_ids) * self.max_phases

@@ -48,6 +48,7 @@ class PhaseSelectEnv(ScenarioEnv):
         network_dimensions: Optional[Mapping[str, int]] = None,
         work_dir: Optional[Path] = None,
         scenario_name: str = "scenario",
+        phase_slots: Optional[int] = None,
         **route_options: Any,
     ) -> None:
         super().__init__(env_params, network_path, work_dir, scenario_name, **route_options)
@@ -59,7 +60,8 @@ class PhaseSelectEnv(ScenarioEnv):
         junction_rewards(reward_function, self.reward_params, np.zeros(1), np.zeros(1), np.zeros(1), 0.0)  # name check
         c = self.params.control
         self.timing = plan_timing(self.plans, c.cycle_length, c.yellow_time, c.min_green)
-        dims = phase_select_dimensions(self.plans)
+        self.phase_slots = phase_slots
+        dims = phase_select_dimensions(self.plans, phase_slots)
         if network_dimensions is not None:
             for key in ("signals", "max_phases"):
                 if key in network_dimensions and int(network_dimensions[key]) != dims[key]:
@@ -78,7 +80,7 @@ class PhaseSelectEnv(ScenarioEnv):
         super().reset(seed=seed)
         sim = self._start_sim()
         if self.observer is None:  # lanes are fixed by the network: resolved once
-            self.observer = JunctionObserver(self.plans, LaneInfo.from_plans(sim.api, self.plans))
+            self.observer = JunctionObserver(self.plans, LaneInfo.from_plans(sim.api, self.plans), self.phase_slots)
         self.observer.forget_vehicles()
         self.actuator = PhaseActuator(self.plans, self.timing)
         self.actuator.start(sim.api, sim.time)

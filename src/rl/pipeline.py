@@ -25,8 +25,9 @@ from stable_baselines3.common.logger import CSVOutputFormat, HumanOutputFormat
 from src.locations import LocationError, check_writable_dir
 from src.params import ParameterError
 from src.rl.config import ConfigError, load_modular_config, save_experiment, scenario_params
-from src.rl.config.experiment import effective_cycle_lengths
+from src.rl.config.experiment import effective_cycle_lengths, source_of
 from src.rl.learning_curve import write_learning_curve
+from src.rl.junction_observation import PhaseSlotError
 from src.rl.route_logging import RouteFileCallback
 from src.rl.train_args import CONFIG_ROLES, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR, overrides_from
 from src.rl.training import TrainingResult, build_shared_network, policy_dimensions, policy_kwargs_from, train_rl_policy
@@ -243,7 +244,11 @@ def run_training(args: argparse.Namespace, mode: str, config=None, source_files:
             network_dir = build_shared_network(scenario_params(plan.config, plan.config.scenarios[0]),
                                                model_dir / "network", effective_cycle_lengths(plan.config))
             metadata = _check_resumed_model(plan, network_dir) if plan.resumed else {}
+            policy_dimensions(plan.config, network_dir)  # the junction input fits every signal (phase_slots)
             stop.check("before the run started")
+        except PhaseSlotError as err:
+            shutil.rmtree(model_dir, ignore_errors=True)
+            raise UserError(f"{source_of(plan.config, 'phase_slots')}: key 'phase_slots': {err}") from None
         except ParameterError as err:
             shutil.rmtree(model_dir, ignore_errors=True)
             raise UserError(str(err)) from None

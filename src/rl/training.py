@@ -152,8 +152,12 @@ def model_dimensions(metadata: Mapping[str, Any], network_dir: Path) -> Dict[str
     control = control_of(metadata)
     if control["control_mode"] == "cycle_splits":
         return network_dimensions(Path(network_dir), metadata.get("features"), bool(metadata.get("cycle_action")))
-    dims = phase_select_dimensions(read_phase_plans(NetworkArtifacts.load(Path(network_dir)).net_file))
-    if control["policy_sharing"] == "junction":
+    junction = control["policy_sharing"] == "junction"
+    # a junction-shared model's input has its own phase slots (padded): networks with fewer phases fit
+    slots = metadata.get("phase_slots") or metadata.get("max_phases") if junction else None
+    dims = phase_select_dimensions(read_phase_plans(NetworkArtifacts.load(Path(network_dir)).net_file),
+                                   int(slots) if slots else None)
+    if junction:
         return {**dims, "observation": dims["junction_observation"], "action": dims["max_phases"]}
     return dims
 
@@ -166,7 +170,8 @@ def phase_counts(network_dir: Path) -> Dict[str, int]:
 def policy_dimensions(config: Any, network_dir: Path) -> Dict[str, int]:
     """Sizes of the policy `config` trains on this network (see `model_dimensions`)."""
     return model_dimensions({"control_mode": config.control_mode, "policy_sharing": config.sharing,
-                             "features": config.features or None, "cycle_action": config.cycle_action}, network_dir)
+                             "features": config.features or None, "cycle_action": config.cycle_action,
+                             "phase_slots": config.phase_slots}, network_dir)
 
 
 def cycle_lengths_on(config: Any, network_dir: Path) -> List[int]:
@@ -187,7 +192,8 @@ def scenario_envs(config: Any, env_params_list: Sequence[str], names: Sequence[s
     per_env = [scenario_env_options(by_name.get(name)) for name in names]
     if config.control_mode == "phase_select":
         env_kwargs = dict(decision_interval=float(config.decision_interval), reward_function=config.reward_function,
-                          reward_params=config.reward_params, flatten=config.sharing == "network")
+                          reward_params=config.reward_params, flatten=config.sharing == "network",
+                          phase_slots=config.phase_slots)
     else:
         env_kwargs = dict(features=config.features or None, reward_function=config.reward_function,
                           reward_params=config.reward_params, cycle_lengths=cycle_lengths_on(config, network_dir),
@@ -309,6 +315,7 @@ def train_rl_policy(
             "action_size": dims["action"],
             "signals": dims["signals"],
             "max_phases": dims["max_phases"],
+            "phase_slots": config.phase_slots,
             "reward_function": config.reward_function,
             "scenarios": scenario_names,
             "control_mode": config.control_mode,

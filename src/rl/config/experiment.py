@@ -84,6 +84,7 @@ class ExperimentConfig:
     normalize_observations: bool = C.DEFAULT_NORMALIZE_OBSERVATIONS
     normalize_reward: bool = C.DEFAULT_NORMALIZE_REWARD
     policy_sharing: Optional[str] = C.DEFAULT_POLICY_SHARING
+    phase_slots: Optional[int] = C.DEFAULT_PHASE_SLOTS
     # reward file
     reward_function: str = C.DEFAULT_REWARD_FUNCTION
     reward_params: Dict[str, float] = field(default_factory=lambda: dict(C.DEFAULT_REWARD_PARAMS))
@@ -377,6 +378,9 @@ def _check_cross_keys(config: ExperimentConfig) -> None:
     if config.control_mode == "cycle_splits" and config.policy_sharing == "junction":
         raise ConfigError(f"{source_of(config, 'policy_sharing')}: key 'policy_sharing': 'junction' needs "
                           "control_mode: phase_select (cycle_splits has only the network-wide policy)")
+    if config.phase_slots is not None and (config.control_mode != "phase_select" or config.sharing != "junction"):
+        raise ConfigError(f"{source_of(config, 'phase_slots')}: key 'phase_slots': a padded junction input needs "
+                          "control_mode: phase_select and policy_sharing: junction")
     if config.early_stopping_patience > 0 and config.eval_freq <= 0:
         raise ConfigError(f"{source_of(config, 'early_stopping_patience')}: key 'early_stopping_patience': early "
                           "stopping acts on evaluations; set eval_freq > 0 or early_stopping_patience: 0")

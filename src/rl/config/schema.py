@@ -50,7 +50,7 @@ ALGORITHM_KEYS: FrozenSet[str] = frozenset({
     "max_grad_norm", "ent_coef", "vf_coef", "log_std_init", "lr_schedule", "lr_final",
     "lr_decay_rate", "ent_schedule", "ent_initial", "ent_final", "ent_decay_steps", "net_arch",
     "activation", "features", "seed", "normalize_observations", "normalize_reward",
-    "policy_sharing",
+    "policy_sharing", "phase_slots",
 })
 REWARD_KEYS: FrozenSet[str] = frozenset({"reward_function", "reward_params"})
 EXECUTION_KEYS: FrozenSet[str] = frozenset({
@@ -198,6 +198,7 @@ KEY_CHECKS: Dict[str, Callable[[Any], Any]] = {
     "normalize_observations": flag,
     "normalize_reward": flag,
     "policy_sharing": choice(C.POLICY_SHARING_MODES, optional=True),
+    "phase_slots": integer(2, C.MAX_PHASE_SLOTS, optional=True),
     # reward (names and parameters against the registry: `check_reward`)
     "reward_function": text(what="a reward function name"),
     "reward_params": _reward_params,
