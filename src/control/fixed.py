@@ -32,9 +32,14 @@ class FixedTimeController(SignalController):
         return {"uniform": params.control.cycle_length is not None}
 
     def initial_durations(self) -> Dict[str, np.ndarray]:
+        """The equal split (`uniform`), else each program's own greens on its own cycle: signals
+        whose cycles differ keep them (plain `sumo` on a city map), unlike the cycle-based
+        controllers, which share one cycle."""
         if self.uniform:
             return {tls: equal_durations(p.num_phases, self.timing) for tls, p in self.plans.items()}
-        return super().initial_durations()
+        own = super().initial_durations()
+        return {tls: np.asarray(p.green_durations, dtype=float) if p.green_durations is not None else own[tls]
+                for tls, p in self.plans.items()}
 
     def additional_files(self, out_dir: Path) -> List[Path]:
         durations = self.initial_durations()
