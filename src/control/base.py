@@ -17,6 +17,7 @@ import numpy as np
 
 from src.control.actuator import CycleTiming, program_durations
 from src.network.phases import PhasePlan
+from src.params import KEEP_PROGRAMS, resolved_signal_programs
 
 DEFAULT_SAMPLE_INTERVAL_S = 5
 
@@ -184,6 +185,13 @@ class SignalController(ABC):
         """Extra SUMO files this controller needs loaded (e.g. actuated programs)."""
         return []
 
+    def programs_from_begin(self) -> List[str]:
+        """Signals of a non-adaptive controller whose programs the run installs (generated, or
+        written by `additional_files`): the runner starts their cycle at the run's begin. A net
+        file's own programs left untouched keep SUMO's clock (offsets count from time 0, as in
+        plain `sumo`)."""
+        return []
+
     def initial_durations(self) -> Dict[str, np.ndarray]:
         """The programs' own greens (an equal split for hand-built plans)."""
         return {tls: program_durations(p, self.timing) for tls, p in self.plans.items()}
@@ -214,6 +222,11 @@ class PhaseSelectController(SignalController):
     def select(self, queues: np.ndarray, lanes: LaneInfo, current: Mapping[str, int],
                ready: Sequence[str]) -> Dict[str, int]:
         """The green phase each junction of `ready` holds next, from the lanes' queues."""
+
+
+def keeps_programs(params: Any) -> bool:
+    """Whether a run (`SimulationParams`) keeps a net file's own signal programs."""
+    return resolved_signal_programs(params.network) == KEEP_PROGRAMS
 
 
 def phase_lane_indices(plan: PhasePlan, lanes: LaneInfo) -> List[Sequence[tuple]]:

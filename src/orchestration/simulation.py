@@ -152,6 +152,8 @@ def _drive(sim, controller, plans, timing, end_time, progress, on_cycle, decisio
             next_report = begin + ((t - begin) // PROGRESS_CHUNK_S + 1) * PROGRESS_CHUNK_S
 
     if not controller.adaptive:
+        for tls in controller.programs_from_begin():  # their cycle starts now, as in a run from 0
+            api.trafficlight.setPhase(tls, 0)
         t = begin
         while t < end_time - 1e-9:
             t = min(t + PROGRESS_CHUNK_S, end_time)
