@@ -14,6 +14,7 @@ import numpy as np
 
 from src.control import LaneInfo, LaneSampler, PhaseActuator, SignalActuator, controller_class, plan_timing, run_cycle
 from src.control.actuator import check_cycle_fits
+from src.control.base import warn_if_fixed
 from src.locations import LocationError, check_writable_dir
 from src.metrics import METRIC_NAMES, compute_trip_metrics
 from src.network import build_network
@@ -101,6 +102,7 @@ def run_simulation(
         if isinstance(err, ParameterError):
             raise
         raise SimulationError(f"--traffic_control {control.traffic_control}: {err}") from None
+    warn_if_fixed(controller)
     begin, end_time = float(params.traffic.begin), float(params.traffic.end_time)
     sim = SumoSimulation(
         network.net_file,
