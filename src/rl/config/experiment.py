@@ -253,6 +253,10 @@ def episode_span(config: ExperimentConfig, scenario: Mapping[str, Any], source: 
     study = SC.read_study(scenario, source or source_of(config, "scenarios")) if SC.is_study_scenario(scenario) else None
     begin = config.begin if config.begin is not None else (study.begin if study else P.DEFAULT_BEGIN)
     if config.end_time is not None:
+        if study is not None and config.begin is None and is_number(config.end_time) and config.end_time <= begin:
+            raise ConfigError(f"{source_of(config, 'end_time')}: key 'end_time': {config.end_time} is not after the "
+                              f"begin {begin:g} s of scenario {scenario.get('name', '?')!r} (its sumocfg); leave "
+                              f"end_time out to run the study's own span, or set it after the begin")
         return begin, config.end_time
     if study is not None and study.end is not None:
         return begin, study.end
