@@ -154,7 +154,7 @@ def parallel_vs_single(scenario, network_dir: Path, tmp: Path, reps: int, report
     kind = type(pair).__name__
     assert isinstance(pair, SubprocVecEnv) and all(type(v).__name__ == "DummyVecEnv" for v in single), kind
     probe = single[0].envs[0].unwrapped
-    steps = int(np.ceil(probe.end_time / probe.timing.cycle_length))  # one episode; its last step auto-resets
+    steps = int(np.ceil((probe.end_time - probe.begin) / probe.timing.cycle_length))  # one episode; its last step auto-resets
     action_size = single[0].action_space.shape[0]
     low, high = single[0].action_space.low, single[0].action_space.high
 

@@ -37,13 +37,17 @@ MODES = ("phase_select", "cycle_splits")
 TRAIN_EPISODE_S = 600
 
 
-def _run(cmd: List[str], log: Path) -> Dict[str, object]:
-    """Run `cmd`; wall time, exit code and the stderr lines that are ours (not SUMO's)."""
+def _run(cmd: List[str], log: Path, only_warnings: bool = False) -> Dict[str, object]:
+    """Run `cmd`; wall time, exit code and the stderr lines that are ours (not SUMO's; with
+    `only_warnings`, those that say warning, and the last line of a failure)."""
     started = time.perf_counter()
     proc = subprocess.run(cmd, cwd=REPO, env=python_env(), capture_output=True, text=True)
     log.write_text(proc.stdout + "\n--- stderr ---\n" + proc.stderr)
-    ours = [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith("Warning: ")
-            and "FutureWarning" not in line and "warnings.warn" not in line]
+    lines = [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith("Warning: ")
+             and "FutureWarning" not in line and "warnings.warn" not in line]
+    ours = [line for line in lines if "warn" in line.lower()] if only_warnings else lines
+    if proc.returncode != 0 and lines:
+        ours.append(lines[-1])
     return {"ok": proc.returncode == 0, "wall_s": time.perf_counter() - started, "warnings": ours,
             "code": proc.returncode}
 
@@ -77,7 +81,7 @@ def train(sumocfg: Path, mode: str, steps: int, work: Path, begin: float) -> Dic
     cmd = [sys.executable, str(REPO / "rl/local/train.py"), *(a for role, path in files.items()
                                                               for a in (f"--{role}", str(path))),
            "--models-dir", str(work / "models"), "--tracking-uri", f"sqlite:///{work / 'mlflow.db'}"]
-    result = _run(cmd, work / "train.log")
+    result = _run(cmd, work / "train.log", only_warnings=True)
     models = sorted((work / "models").glob("*/final_model.zip"))
     result["model"] = models[-1] if models else None
     result["ok"] = bool(result["ok"] and models)

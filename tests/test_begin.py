@@ -5,6 +5,7 @@ begin, and bad time spans are one line."""
 
 from __future__ import annotations
 
+import re
 import shlex
 import subprocess
 import xml.etree.ElementTree as ET
@@ -16,12 +17,16 @@ import yaml
 
 from conftest import CONFIG_FILES, REPO_ROOT, TINY_CONTROL, TINY_NETWORK, python, tiny_scenario
 from src.argv import parse_simulation_params, to_command_line
+from route_fixtures import COUNT_A, build_route_fixture
 from src.metrics import compute_trip_metrics
+from src.orchestration.evaluate import evaluate_controllers
 from src.orchestration.simulation import run_simulation
 from src.params import ParameterError
 from src.rl.config import ConfigError, build_env_params_for_scenario, load_modular_config, scenario_params
+from src.rl.config.experiment import scenario_env_options
 from src.rl.environment import TrafficControlEnv
 from src.rl.phase_env import PhaseSelectEnv
+from src.rl.training import build_shared_network
 
 #: Not a multiple of the tiny grid's 60 s cycle: a clock that counts from time 0 shows.
 BEGIN = 3630
@@ -153,3 +158,65 @@ def test_bad_time_spans_are_one_line(tiny_network, tmp_path):
     execution.write_text(yaml.safe_dump({"begin": 900, "end_time": 900}))
     with pytest.raises(ConfigError, match=r"execution\.yaml: .*key 'begin': .*(--begin)"):
         load_modular_config(*(CONFIG_FILES[r] for r in ("network", "scenarios", "algorithm", "reward")), execution)
+
+
+# --- a study of our own from its time of day: evaluation harness and `sumocfg:` scenario -----------
+
+STUDY_BEGIN = 3600  # a multiple of the fixture's 60 s cycle: its own programs keep SUMO's clock
+
+
+def _shifted_study(fx) -> Path:
+    """The fixture's study run one hour later, plus one vehicle planned before its begin."""
+    text = re.sub(r'depart="([0-9.]+)"', lambda m: f'depart="{float(m.group(1)) + STUDY_BEGIN:.1f}"',
+                  fx.route_files[0].read_text())
+    (fx.folder / "later_a.rou.xml").write_text(
+        text.replace("</routes>", '    <vehicle id="early" type="car" route="ra0" depart="100.0"/>\n</routes>'))
+    study = fx.sumocfg.read_text().replace("routes_a.rou.xml", "later_a.rou.xml")
+    study = study.replace('<begin value="0"/>', f'<begin value="{STUDY_BEGIN}"/>')
+    cfg = fx.folder / "later.sumocfg"
+    cfg.write_text(study.replace('<end value="0:05:00"/>', f'<end value="{STUDY_BEGIN + 300}"/>'))
+    return cfg
+
+
+def test_a_study_from_its_time_of_day_evaluates_like_the_same_study_at_zero(tmp_path):
+    fx = build_route_fixture(tmp_path / "study")
+    later = _shifted_study(fx)
+    table = evaluate_controllers(None, None, "fixed,max_pressure", repeats=1, out_dir=tmp_path / "eval", workers=1,
+                                 sumocfg_files=[fx.sumocfg, later])
+    rows = {(r["scenario"], r["controller"]): r for r in table.to_dict("records")}
+    for controller in ("fixed", "max_pressure"):
+        at_zero, shifted_row = rows[("study", controller)], rows[("study_1", controller)]
+        assert shifted_row["vehicles_planned_mean"] == COUNT_A  # "early" is not part of the run
+        for metric in ("mean_travel_time_mean", "mean_travel_time_all_mean", "vehicles_arrived_mean"):
+            assert shifted_row[metric] == pytest.approx(at_zero[metric]), (controller, metric)
+
+
+def test_a_study_scenario_trains_over_its_own_span(tmp_path):
+    fx = build_route_fixture(tmp_path / "study")
+    later = _shifted_study(fx)
+    files = {"network": tmp_path / "network.yaml", "scenarios": tmp_path / "scenarios.yaml",
+             "algorithm": CONFIG_FILES["algorithm"], "reward": REPO_ROOT / "rl/configs/reward/delay.yaml",
+             "execution": tmp_path / "execution.yaml"}
+    files["network"].write_text(f"net_file: {fx.net_file}\ncontrol_mode: phase_select\ndecision_interval: 5\n")
+    files["scenarios"].write_text(yaml.safe_dump({"scenarios": [{"name": "later", "sumocfg": str(later)}]}))
+    files["execution"].write_text("total_timesteps: 64\n")  # no begin, no end_time: the study's own span
+    config = load_modular_config(*files.values())
+    params = scenario_params(config, config.scenarios[0])
+    assert (params.traffic.begin, params.traffic.end_time) == (STUDY_BEGIN, STUDY_BEGIN + 300)
+    replay = build_env_params_for_scenario(config, config.scenarios[0])
+    assert f"--begin {STUDY_BEGIN} --end-time {STUDY_BEGIN + 300}" in replay
+    assert parse_simulation_params(replay).traffic == params.traffic
+    env = PhaseSelectEnv(params, build_shared_network(f"--net-file {fx.net_file}", tmp_path / "network"),
+                         decision_interval=5, work_dir=tmp_path / "env", **scenario_env_options(config.scenarios[0]))
+    env.reset(seed=0)
+    assert env.sim.time == STUDY_BEGIN + 5
+    truncated = False
+    while not truncated:
+        _, _, _, truncated, info = env.step(np.zeros(env.num_signals, dtype=int))
+    assert info["sim_time"] == STUDY_BEGIN + 300
+    assert info["episode_metrics"]["vehicles_planned"] == COUNT_A and info["episode_metrics"]["vehicles_arrived"] > 0
+    env.close()
+    # an execution end_time before the study's begin names the key and the scenario
+    files["execution"].write_text("end_time: 900\n")
+    with pytest.raises(ConfigError, match=r"key 'end_time': 900 is not after the begin 3600 s of scenario 'later'"):
+        load_modular_config(*files.values())
