@@ -44,7 +44,7 @@ def _run(cmd: List[str], log: Path, only_warnings: bool = False) -> Dict[str, ob
     proc = subprocess.run(cmd, cwd=REPO, env=python_env(), capture_output=True, text=True)
     log.write_text(proc.stdout + "\n--- stderr ---\n" + proc.stderr)
     lines = [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith("Warning: ")
-             and "FutureWarning" not in line and "warnings.warn" not in line]
+             and "FutureWarning" not in line and "UserWarning" not in line and "warnings.warn" not in line]
     ours = [line for line in lines if "warn" in line.lower()] if only_warnings else lines
     if proc.returncode != 0 and lines:
         ours.append(lines[-1])

@@ -220,3 +220,51 @@ def test_a_study_scenario_trains_over_its_own_span(tmp_path):
     files["execution"].write_text("end_time: 900\n")
     with pytest.raises(ConfigError, match=r"key 'end_time': 900 is not after the begin 3600 s of scenario 'later'"):
         load_modular_config(*files.values())
+
+
+# --- real junctions: one network, junctions of different phase counts --------------------------------
+
+
+def _mixed_phase_network(fx, folder: Path) -> Path:
+    """The fixture's corridor with J2 reduced to two greens (each axis with its permitted left)
+    and an all-red after each yellow: J1 keeps four greens."""
+    from src.network.phases import read_phase_plans, yellow_between
+    from src.sumo_integration.tools import run_tool
+
+    j2 = read_phase_plans(fx.net_file)["J2"]
+    ns, ew = j2.green_states[0], j2.green_states[2]
+    red = "r" * len(ns)
+    phases = [(20, ns), (3, yellow_between(ns, ew)), (2, red), (20, ew), (3, yellow_between(ew, ns)), (2, red)]
+    tll = folder / "j2.tll.xml"
+    tll.write_text('<additional>\n    <tlLogic id="J2" type="static" programID="0" offset="0">\n'
+                   + "".join(f'        <phase duration="{d}" state="{s}"/>\n' for d, s in phases)
+                   + "    </tlLogic>\n</additional>\n")
+    net = folder / "mixed.net.xml"
+    run_tool("netconvert", ["--sumo-net-file", str(fx.net_file), "--tllogic-files", str(tll), "--output-file", str(net)])
+    return net
+
+
+def test_junctions_of_different_phase_counts_share_one_observation_and_action_layout(tmp_path):
+    fx = build_route_fixture(tmp_path / "study")
+    net = _mixed_phase_network(fx, tmp_path)
+    network = build_shared_network(f"--net-file {net}", tmp_path / "network")
+    shifted_routes = tmp_path / "later.rou.xml"
+    shifted_routes.write_text(re.sub(r'depart="([0-9.]+)"', lambda m: f'depart="{float(m.group(1)) + 600:.1f}"',
+                                     fx.route_files[0].read_text()))
+    params = parse_simulation_params(f"--net-file {net} --route-file {shifted_routes} --begin 600 --end-time 900")
+    env = PhaseSelectEnv(params, network, decision_interval=5, work_dir=tmp_path / "env",
+                         route_files=[str(shifted_routes)])
+    obs, _ = env.reset(seed=0)
+    assert env.observer.phase_counts == {"J1": 4, "J2": 2} and env.max_phases == 4
+    j2 = obs[env.observer.tls_ids.index("J2")]
+    base = 4 * 4  # four features per phase slot, four slots
+    assert list(j2[base + 4: base + 8]) == [1, 1, 0, 0]  # which slots exist: J2's two
+    assert not j2[2 * 4: base].any()  # its empty slots read zero
+    # slot 3 is J1's fourth green, for J2 a slot it lacks: J1 switches, J2 keeps its green
+    env.step(np.array([3, 3]))
+    assert env.actuator.current == {"J1": 3, "J2": 0}
+    # asking J2 for its second green runs its own yellow and all-red first
+    now = env.sim.time
+    env.step(np.array([3, 1]))
+    assert env.actuator.current["J2"] == 1 and env.actuator.green_since["J2"] == now + 3 + 2
+    env.close()
