@@ -193,7 +193,7 @@ def parallel_vs_single(scenario, network_dir: Path, tmp: Path, reps: int, report
     assert isinstance(pair, SubprocVecEnv) and all(type(v).__name__ == "DummyVecEnv" for v in single), kind
     probe = single[0].envs[0].unwrapped
     interval = decision_interval if control_mode == "phase_select" else probe.timing.cycle_length
-    steps = int(np.ceil(probe.end_time / interval))  # one episode; its last step auto-resets
+    steps = int(np.ceil((probe.end_time - probe.begin) / interval))  # one episode; its last step auto-resets
     space = single[0].action_space
 
     def sample(rng, num_envs: int) -> np.ndarray:

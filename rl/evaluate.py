@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--network", type=optional(str), help="network config YAML (rl/configs/network/*.yaml)")
     what.add_argument("--scenarios", type=optional(str), help="scenarios config YAML (rl/configs/scenarios/*.yaml)")
     what.add_argument("--execution", type=optional(str), default=None,
-                      help="execution config YAML for end_time and sumo_seed (default: engine defaults)")
+                      help="execution config YAML for begin, end_time and sumo_seed (default: engine defaults)")
     what.add_argument("--scenario", action="append", default=None, metavar="NAME", type=optional(str),
                       help="evaluate only this scenario (repeatable, or a comma list)")
     what.add_argument("--net-file", "--net_file", dest="net_file", type=optional(str), help="a SUMO .net.xml instead of --network")
@@ -84,8 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--model", type=optional(str), default=None,
                      help="policy for rl: a .zip path, runs:/<run_id>/<path>, models:/<name>/<version|latest> or models:/<name>@<alias>")
     how.add_argument("--repeats", type=optional(_positive), default=3, help="runs per scenario and controller (SUMO seeds differ)")
+    how.add_argument("--begin", type=optional(int), default=None,
+                     help="simulation time the runs begin at (default: the execution file's or study's begin, else 0)")
     how.add_argument("--end-time", "--end_time", dest="end_time", type=optional(_positive), default=None,
-                     help="simulated seconds (default: the execution file's end_time; 3600 with --net-file)")
+                     help="simulation time the runs end at (default: the execution file's or study's end, else "
+                          "begin + 3600)")
     how.add_argument("--signal-programs", "--signal_programs", dest="signal_programs", type=optional(str), default=None,
                      help="keep (a net file's own programs, its default) or a generated strategy: opposites, incoming, partial_opposites")
     how.add_argument("--cycle-length", "--cycle_length", dest="cycle_length", type=optional(_positive), default=None,
@@ -172,6 +175,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             tracking_uri=args.tracking_uri,
             sumocfg_files=_split(args.sumocfg) if study_mode else None,
             run_options=run_options,
+            begin=args.begin,
         )
     except EvaluationError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -78,7 +78,8 @@ def create_argument_parser() -> argparse.ArgumentParser:
         if spec.kind is bool:
             groups[spec.group].add_argument(*options, dest=spec.name, action="store_true", help=spec.help)
             continue
-        default = None if spec.name == "end_time" else _default_token(spec)  # --sumocfg may set the end
+        # --sumocfg may set the time span
+        default = None if spec.name in ("begin", "end_time") else _default_token(spec)
         groups[spec.group].add_argument(*options, dest=spec.name, type=_token_parser(spec), default=default,
                                         help=spec.help or None)
         if spec.name == "net_file":
@@ -90,15 +91,15 @@ def create_argument_parser() -> argparse.ArgumentParser:
 
 
 def _apply_sumocfg(ns: argparse.Namespace) -> StudyConfig:
-    """Fill net file, route file, end time and step length from `--sumocfg`; return the study."""
+    """Fill net file, route file, begin, end and step length from `--sumocfg`; return the study."""
     if ns.net_file is not None or ns.route_file is not None:
         raise P.ParameterError("--sumocfg: names the net and route files itself; leave out --net-file and --route-file")
     study = read_sumocfg(ns.sumocfg)
-    if study.begin != 0:
-        raise P.ParameterError(f"--sumocfg: begin {study.begin:g} is not supported; runs start at 0")
     if len(study.route_files) != 1:
         raise P.ParameterError(f"--sumocfg: {len(study.route_files)} route files; exactly one is supported")
     ns.net_file, ns.route_file = study.net_file, study.route_files[0]
+    if ns.begin is None:
+        ns.begin = study.begin
     if ns.end_time is None and study.end is not None:
         ns.end_time = int(study.end)
     if study.step_length is not None:
@@ -109,8 +110,10 @@ def _apply_sumocfg(ns: argparse.Namespace) -> StudyConfig:
 def params_from_args(ns: argparse.Namespace) -> P.SimulationParams:
     """Parsed arguments -> checked parameters; raises ParameterError on a bad value or combination."""
     study = _apply_sumocfg(ns) if getattr(ns, "sumocfg", None) is not None else None
+    if ns.begin is None:
+        ns.begin = P.DEFAULT_BEGIN
     if ns.end_time is None:
-        ns.end_time = P.DEFAULT_END_TIME
+        ns.end_time = P.default_end_time(ns.begin) if isinstance(ns.begin, (int, float)) else P.DEFAULT_END_TIME
     values = {name: getattr(ns, name) for name in P.FIELDS}
     network = P.NetworkParams(**{f.name: values[f.name] for f in P.group_fields("network")})
     traffic = P.TrafficParams(**{f.name: values[f.name] for f in P.group_fields("traffic")})

@@ -4,7 +4,8 @@ Two families of means:
 - `mean_travel_time`, `mean_waiting_time`, `mean_time_loss`: completed trips only, read
   from tripinfo `duration`, `waitingTime`, `timeLoss`, so they match SUMO's end-of-run
   statistics.
-- `*_all`: every trip planned to depart before the end of the run. A trip still driving at
+- `*_all`: every trip planned to depart inside the run, at or after its begin and before its
+  end (SUMO inserts no other). A trip still driving at
   the end counts its time so far (from its *planned* departure, so insertion delay
   counts); a trip never inserted counts from its planned departure to the end of the run.
   A controller cannot look better by finishing, or inserting, fewer trips.
@@ -50,13 +51,14 @@ def compute_trip_metrics(
     planned_departures: Mapping[str, float],
     end_time: float,
     statistics_file: Optional[Path] = None,
+    begin: float = 0.0,
 ) -> Dict[str, float]:
-    """Metrics of one run, keyed by the names in `METRIC_NAMES`.
+    """Metrics of one run from `begin` to `end_time`, keyed by the names in `METRIC_NAMES`.
 
     `planned_departures` maps every vehicle id of the route file to its planned depart
-    time; vehicles planned at or after `end_time` are not part of the run.
+    time; vehicles planned before `begin` or at or after `end_time` are not part of the run.
     """
-    planned = {vid: float(t) for vid, t in planned_departures.items() if float(t) < end_time}
+    planned = {vid: float(t) for vid, t in planned_departures.items() if begin <= float(t) < end_time}
     done_tt = done_wait = done_loss = 0.0
     all_tt = all_wait = all_loss = 0.0
     arrived = inserted = 0
@@ -118,7 +120,7 @@ def compute_trip_metrics(
         "vehicles_inserted": float(inserted),
         "vehicles_arrived": float(arrived),
         "completion_rate": arrived / n_planned if n_planned else math.nan,
-        "throughput_per_hour": arrived / (end_time / 3600.0) if end_time > 0 else math.nan,
+        "throughput_per_hour": arrived / ((end_time - begin) / 3600.0) if end_time > begin else math.nan,
         "teleports": _teleports(statistics_file),
         "mean_reroutes": mean(reroutes, len(seen)),
     }

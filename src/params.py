@@ -68,6 +68,7 @@ DEFAULT_VEHICLE_TYPES = "passenger 100"
 DEFAULT_PASSENGER_ROUTES = "in 0 out 0 inner 100 pass 0"
 DEFAULT_DEPARTURE_PATTERN = "uniform"
 DEFAULT_START_TIME_HOUR = 8.0
+DEFAULT_BEGIN = 0
 DEFAULT_END_TIME = 3600
 DEFAULT_TRAFFIC_CONTROL = "fixed"
 DEFAULT_CYCLE_LENGTH = 90  # of generated programs; kept programs bring their own
@@ -108,8 +109,8 @@ class DepartureWindow:
 def parse_departure_pattern(text: str, end_time: float) -> Union[str, Tuple[DepartureWindow, ...]]:
     """Return 'uniform', 'six_periods' or the windows of 'custom:HH:MM-HH:MM,pct;...'.
 
-    Custom windows are clock times relative to the start of the simulation (00:00 = t 0),
-    must lie inside [0, end_time] and must not overlap; their shares may sum to at most
+    Custom windows are clock times relative to the run's begin (00:00 = the begin), must lie
+    inside [0, end_time] (`end_time`: the run's length) and must not overlap; their shares may sum to at most
     100, the rest is spread uniformly over the gaps.
     """
     option = "--departure_pattern"
@@ -134,7 +135,7 @@ def parse_departure_pattern(text: str, end_time: float) -> Union[str, Tuple[Depa
         if end <= start:
             raise bad(f"window {part!r} ends before it starts")
         if end > end_time:
-            raise bad(f"window {part!r} ends after --end-time {end_time:g} s")
+            raise bad(f"window {part!r} ends after the run ({end_time:g} s from --begin to --end-time)")
         windows.append(DepartureWindow(start, end, pct))
     windows.sort(key=lambda w: w.start_s)
     for a, b in zip(windows, windows[1:]):
@@ -167,6 +168,11 @@ def _departure(value: Any) -> Union[str, Tuple[DepartureWindow, ...]]:
     if isinstance(value, str) or (isinstance(value, tuple) and value and all(isinstance(w, DepartureWindow) for w in value)):
         return value
     raise ValueProblem(f"expected {DEPARTURE_EXPECTED}", got(value))
+
+
+def default_end_time(begin: float) -> int:
+    """The end of a run given no end: one default run length after its begin."""
+    return int(begin) + DEFAULT_END_TIME
 
 
 def grid_junction_ids(grid_dimension: int) -> List[str]:
@@ -232,9 +238,12 @@ FIELDS: Dict[str, Field] = {f.name: f for f in (
     _f("traffic", "departure_pattern", "--departure_pattern", _departure, DEFAULT_DEPARTURE_PATTERN, str,
        "uniform, six_periods or custom:HH:MM-HH:MM,PCT;..."),
     _f("traffic", "start_time_hour", "--start_time_hour", number(0, 24, high_open=True), DEFAULT_START_TIME_HOUR, float,
-       "clock hour at simulation time 0 (selects the time-of-day period)"),
+       "clock hour at the run's begin (selects the time-of-day period of generated traffic)"),
+    _f("traffic", "begin", "--begin", integer(0, whole_floats=True), DEFAULT_BEGIN, int,
+       f"simulation time the run starts at, s (default: the --sumocfg begin, else {DEFAULT_BEGIN}); "
+       "generated traffic departs from it, every controller's clock starts at it"),
     _f("traffic", "end_time", "--end-time", integer(1, whole_floats=True), DEFAULT_END_TIME, int,
-       f"simulated seconds (default: the --sumocfg end, else {DEFAULT_END_TIME})"),
+       f"simulation time the run ends at, s (default: the --sumocfg end, else --begin + {DEFAULT_END_TIME})"),
     _f("traffic", "route_file", "--route-file", path(must_exist=True), None, Path,
        "a SUMO route/trip file replacing generated traffic"),
     _f("control", "traffic_control", "--traffic_control", text(what="a controller name"), DEFAULT_TRAFFIC_CONTROL),
@@ -350,17 +359,26 @@ class TrafficParams:
     passenger_routes: Dict[str, float] = field(default_factory=_default_mix("passenger_routes"))
     departure_pattern: Union[str, Tuple[DepartureWindow, ...]] = DEFAULT_DEPARTURE_PATTERN
     start_time_hour: float = DEFAULT_START_TIME_HOUR
-    end_time: int = DEFAULT_END_TIME  # whole seconds
+    begin: int = DEFAULT_BEGIN  # whole seconds of simulation time
+    end_time: int = DEFAULT_END_TIME  # whole seconds of simulation time
     route_file: Optional[Path] = None
 
     def __post_init__(self) -> None:
         _check_fields(self, "traffic")
+        if self.begin >= self.end_time:
+            raise invalid_value("--begin", self.begin, f"the run must begin before its end ({self.end_time} s, "
+                                "--end-time)", "begin")
         pattern = self.departure_pattern
         if isinstance(pattern, str):
-            object.__setattr__(self, "departure_pattern", parse_departure_pattern(pattern, self.end_time))
-        elif not all(0 <= w.start_s < w.end_s <= self.end_time for w in pattern):
-            raise invalid_value("--departure_pattern", pattern, f"a window must lie inside [0, {self.end_time:g}] s",
+            object.__setattr__(self, "departure_pattern", parse_departure_pattern(pattern, self.duration))
+        elif not all(0 <= w.start_s < w.end_s <= self.duration for w in pattern):
+            raise invalid_value("--departure_pattern", pattern, f"a window must lie inside [0, {self.duration:g}] s",
                                 "departure_pattern")
+
+    @property
+    def duration(self) -> int:
+        """Simulated seconds from begin to end: generated departures and windows are relative to the begin."""
+        return self.end_time - self.begin
 
 
 @dataclass(frozen=True)

@@ -171,9 +171,13 @@ def test_departure_rule(fx, tmp_path):
                        '    <trip id="m1" depart="25260" from="W_J1" to="J2_E"/>\n</routes>\n')
     with pytest.raises(RouteFileError) as err:
         validate_route_file(shifted, fx.net_file, 3600, allow_late=True)
-    assert "no vehicle departs before the episode end 3600 s (first departure 25200 s)" in _one_line(err)
+    assert "no vehicle departs inside the episode [0 s, 3600 s) (departures 25200 s to 25260 s)" in _one_line(err)
+    # run from its time of day: accepted
+    assert validate_route_file(shifted, fx.net_file, 25200 + 3600, begin=25200).vehicles == 2
+    # departures before the begin: refused, unless cutting on purpose (SUMO does not insert them)
     with pytest.raises(RouteFileError, match=r"1 departure before the episode begin 100 s \(first: trip 'x0' at 0 s\)"):
-        validate_route_file(late, fx.net_file, END_TIME, begin=100, allow_late=True)
+        validate_route_file(late, fx.net_file, 1000, begin=100)
+    assert validate_route_file(late, fx.net_file, END_TIME, begin=100, allow_late=True).vehicles == 5
     assert validate_route_file(late, fx.net_file, None).vehicles == 5  # no end: no end check
 
 

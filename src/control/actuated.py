@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Any, Dict, List, Mapping, Tuple
 
 import numpy as np
 
-from src.control.base import CycleMeasurement, SignalController
+from src.control.actuator import CycleTiming
+from src.control.base import CycleMeasurement, SignalController, keeps_programs
 from src.control.programs import write_programs_file
 from src.network.phases import PhasePlan
 
@@ -32,6 +33,21 @@ class ActuatedController(SignalController):
     name = "actuated"
     adaptive = False
 
+    def __init__(self, plans: Mapping[str, PhasePlan], timing: CycleTiming, kept_programs: bool = True) -> None:
+        super().__init__(plans, timing)
+        self.kept_programs = kept_programs
+
+    @classmethod
+    def run_options(cls, params: Any, network: Any) -> Dict[str, Any]:
+        return {"kept_programs": keeps_programs(params)}
+
+    def _written(self) -> Dict[str, np.ndarray]:
+        """Greens of the signals this controller loads as actuated (all but kept actuated programs)."""
+        return {tls: d for tls, d in self.initial_durations().items() if not runs_own_actuated(self.plans[tls])}
+
+    def programs_from_begin(self) -> List[str]:
+        return list(self._written()) if self.kept_programs else list(self.plans)
+
     def _bounds(self, plan: PhasePlan, greens: np.ndarray) -> List[Tuple[float, float]]:
         bounds = []
         for i, green in enumerate(greens):
@@ -43,7 +59,7 @@ class ActuatedController(SignalController):
         return bounds
 
     def additional_files(self, out_dir: Path) -> List[Path]:
-        durations = {tls: d for tls, d in self.initial_durations().items() if not runs_own_actuated(self.plans[tls])}
+        durations = self._written()
         if not durations:
             return []
         bounds = {tls: self._bounds(self.plans[tls], d) for tls, d in durations.items()}

@@ -140,6 +140,7 @@ class SignalActuator:
             plan = self.plans[tls_id]
             if len(greens) != plan.num_phases:
                 raise ValueError(f"{tls_id}: {len(greens)} durations for {plan.num_phases} phases")
+            greens = self._fill_cycle(plan, greens)
             phases = []
             for i, green in enumerate(greens):
                 phases.append(tl.Phase(float(green), plan.green_states[i], float(green), float(green)))
@@ -147,6 +148,21 @@ class SignalActuator:
             logic = tl.Logic("cycle", 0, 0, phases)
             tl.setProgramLogic(tls_id, logic)
             tl.setPhase(tls_id, 0)
+
+    def _fill_cycle(self, plan: PhasePlan, greens: Sequence[float]) -> np.ndarray:
+        """`greens` lengthened in proportion where the program's own transitions are shorter than
+        the common one (`plan_timing` takes the longest), so every junction's cycle lasts the
+        cycle and each cycle starts with its first green."""
+        greens = np.asarray(greens, dtype=float)
+        own = sum(plan.transition_time(i, self.timing.yellow_time) for i in range(plan.num_phases))
+        spare = self.timing.cycle_length - own - greens.sum()
+        if spare < 1 or greens.sum() <= 0:
+            return greens
+        raw = greens + spare * greens / greens.sum()
+        out = np.floor(raw + 1e-9)
+        left = int(round(self.timing.cycle_length - own - out.sum()))
+        out[np.argsort(-(raw - out), kind="stable")[:max(left, 0)]] += 1
+        return out
 
     def durations_from_proportions(self, proportions: Mapping[str, Sequence[float]]) -> Dict[str, np.ndarray]:
         return {tls: proportions_to_durations(p, self.timing) for tls, p in proportions.items()}

@@ -13,13 +13,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Sequence
 
+import logging
+
 import numpy as np
 
 from src.control.actuator import CycleTiming, program_durations
 from src.network.phases import PhasePlan
+from src.params import KEEP_PROGRAMS, resolved_signal_programs
 from src.sumo_integration.simulation import lane_getter
 
 DEFAULT_SAMPLE_INTERVAL_S = 5
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -189,6 +194,23 @@ class SignalController(ABC):
         """Extra SUMO files this controller needs loaded (e.g. actuated programs)."""
         return []
 
+    def programs_from_begin(self) -> List[str]:
+        """Signals of a non-adaptive controller whose programs the run installs (generated, or
+        written by `additional_files`): the runner starts their cycle at the run's begin. A net
+        file's own programs left untouched keep SUMO's clock (offsets count from time 0, as in
+        plain `sumo`)."""
+        return []
+
+    def shortest_green(self, num_phases: int) -> float:
+        """The shortest green this controller gives a phase of a junction with `num_phases`."""
+        return float(self.timing.min_green)
+
+    def fixed_junctions(self) -> List[str]:
+        """Junctions (of two or more phases) whose green budget leaves no second above the
+        shortest greens: a cycle-based controller cannot move green there, it runs fixed time."""
+        return [tls for tls, p in self.plans.items() if p.num_phases > 1
+                and self.timing.green_budget(p.num_phases) - p.num_phases * self.shortest_green(p.num_phases) < 1]
+
     def initial_durations(self) -> Dict[str, np.ndarray]:
         """The programs' own greens (an equal split for hand-built plans)."""
         return {tls: program_durations(p, self.timing) for tls, p in self.plans.items()}
@@ -219,6 +241,26 @@ class PhaseSelectController(SignalController):
     def select(self, queues: np.ndarray, lanes: LaneInfo, current: Mapping[str, int],
                ready: Sequence[str]) -> Dict[str, int]:
         """The green phase each junction of `ready` holds next, from the lanes' queues."""
+
+
+def warn_if_fixed(controller: SignalController) -> None:
+    """One warning line when an adaptive cycle-based controller cannot act on some junctions'
+    programs (all their greens at its minimum), instead of silently equalling fixed time."""
+    if not controller.adaptive or controller.mode != "cycle":
+        return
+    stuck = controller.fixed_junctions()
+    if not stuck:
+        return
+    n = controller.plans[stuck[0]].num_phases
+    logger.warning("%s cannot move green at %d of %d junctions (e.g. %s: %d greens of at least %g s and their "
+                   "transitions fill the %g s cycle), which run as fixed time; give a longer --cycle-length or a "
+                   "shorter --min-green", controller.name, len(stuck), len(controller.plans), stuck[0], n,
+                   controller.shortest_green(n), controller.timing.cycle_length)
+
+
+def keeps_programs(params: Any) -> bool:
+    """Whether a run (`SimulationParams`) keeps a net file's own signal programs."""
+    return resolved_signal_programs(params.network) == KEEP_PROGRAMS
 
 
 def phase_lane_indices(plan: PhasePlan, lanes: LaneInfo) -> List[Sequence[tuple]]:

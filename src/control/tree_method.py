@@ -419,6 +419,9 @@ class TreeMethodController(SignalController):
         fits = int(self.timing.green_budget(num_phases) // max(num_phases, 1))
         return max(int(np.ceil(self.timing.min_green)), min(self.min_phase_s, fits))
 
+    def shortest_green(self, num_phases: int) -> float:
+        return float(self.min_phase(num_phases))
+
     def initial_durations(self) -> Dict[str, np.ndarray]:
         """The program's own greens where the plan has them, else an equal split."""
         out = {}

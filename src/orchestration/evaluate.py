@@ -118,12 +118,13 @@ def evaluate_controllers(
     sumocfg_files: Optional[Sequence[PathLike]] = None,
     run_options: Sequence[str] = (),
     progress_bar: Optional[bool] = None,
+    begin: Optional[int] = None,
 ) -> pd.DataFrame:
     """Run scenario x controller x repeat and return the summary table (also saved as CSV).
 
     Config mode: `network_config` + `scenarios_file` (YAML, loaded and validated as for
-    training; `execution_config` optionally supplies `end_time` and `sumo_seed`, `end_time`
-    overrides), or `network_config` + `route_files`. Files mode: `net_file` (a SUMO
+    training; `execution_config` optionally supplies `begin`, `end_time` and `sumo_seed`;
+    `begin`/`end_time` override), or `network_config` + `route_files`. Files mode: `net_file` (a SUMO
     network, its own signal programs kept unless `run_options` ask for a strategy) and
     `route_files` (each a scenario named after the file). Study mode: `sumocfg_files`, each
     a scenario run as published (its net, routes, end and SUMO options; named after its
@@ -144,6 +145,8 @@ def evaluate_controllers(
         raise EvaluationError(f"--repeats: invalid value {repeats}; must be >= 1")
     if end_time is not None and int(end_time) < 1:
         raise EvaluationError(f"--end-time: invalid value {end_time}; must be > 0")
+    if begin is not None and not 0 <= int(begin) < (int(end_time) if end_time is not None else float("inf")):
+        raise EvaluationError(f"--begin: invalid value {begin}; must be >= 0 and before --end-time")
     if "rl" in names and not model:
         raise EvaluationError("--controllers: rl needs --model (a .zip path, runs:/<run_id>/<path> or models:/<name>/<version>)")
     if model and "rl" not in names:
@@ -151,7 +154,7 @@ def evaluate_controllers(
         model = None
     out_dir = Path(out_dir).resolve()
     scenarios = read_scenarios(network_config, scenarios_file, net_file, route_files, sumocfg_files, execution_config,
-                               end_time, base_seed, scenario_names, run_options)
+                               end_time, base_seed, scenario_names, run_options, begin)
     model_info = resolve_model(model, tracking_uri) if model else None
     jobs = _plan_jobs(scenarios, names, repeats, out_dir, model_info["local_path"] if model_info else None)
 

@@ -127,11 +127,11 @@ def _stand_in(folder: Path, name: str, text: str = "# not used by the evaluation
 
 
 def _load_config(network_config: Path, scenarios_file: Optional[Path], end_time: Optional[int],
-                 execution_config: Optional[Path]) -> ExperimentConfig:
+                 execution_config: Optional[Path], begin: Optional[int] = None) -> ExperimentConfig:
     """The network and scenarios files through the training loader, with stand-in files for the
     roles an evaluation does not use (algorithm, reward; execution and, with route files, the
     scenarios unless given), so the network file is checked exactly as for training."""
-    overrides = {"end_time": end_time} if end_time is not None else None
+    overrides = {key: value for key, value in (("begin", begin), ("end_time", end_time)) if value is not None} or None
     try:
         with tempfile.TemporaryDirectory(prefix="evaluation_config_") as name:
             folder = Path(name)
@@ -149,7 +149,8 @@ def _load_config(network_config: Path, scenarios_file: Optional[Path], end_time:
     return replace(config, source_files=sources)
 
 
-def _route_file_scenarios(route_files: Sequence[PathLike], network_string: str, horizon: int) -> List[Tuple[str, str]]:
+def _route_file_scenarios(route_files: Sequence[PathLike], network_string: str, horizon: int,
+                          begin: Optional[int] = None) -> List[Tuple[str, str]]:
     """(name, env-params) per route file, named after the file, on the network of `network_string`."""
     scenarios: List[Tuple[str, str]] = []
     for route in route_files:
@@ -159,13 +160,16 @@ def _route_file_scenarios(route_files: Sequence[PathLike], network_string: str, 
         name = scenario_name_for_route_file(route_path)
         if name in [s[0] for s in scenarios]:
             raise EvaluationError(f"--route-files: two files give the scenario name {name!r}; rename one")
+        span = ["--begin", str(begin)] if begin is not None else []
         scenarios.append((name, f"{network_string} " + shlex.join(
-            ["--route-file", str(route_path), "--end-time", str(horizon), "--traffic_control", "fixed"])))
+            ["--route-file", str(route_path), *span, "--end-time", str(horizon), "--traffic_control", "fixed"])))
     return scenarios
 
 
-def _study_scenarios(sumocfg_files: Sequence[PathLike], end_time: Optional[int], base_seed: Optional[int]) -> Scenarios:
-    """Study configurations, each a scenario named after its folder, on its own network."""
+def _study_scenarios(sumocfg_files: Sequence[PathLike], end_time: Optional[int], base_seed: Optional[int],
+                     begin: Optional[int] = None) -> Scenarios:
+    """Study configurations, each a scenario named after its folder, on its own network, run over
+    its own time span unless `begin`/`end_time` are given."""
     runs: List[Tuple[str, str]] = []
     horizons = []
     for file in sumocfg_files:
@@ -178,24 +182,30 @@ def _study_scenarios(sumocfg_files: Sequence[PathLike], end_time: Optional[int],
         if name in [s[0] for s in runs]:
             name = f"{name}_{len(runs)}"
         args = ["--sumocfg", str(path), "--traffic_control", "fixed"]
+        if begin is not None:
+            args += ["--begin", str(begin)]
         if end_time is not None:
             args += ["--end-time", str(end_time)]
-        horizons.append(int(end_time) if end_time is not None else int(study.end or P.DEFAULT_END_TIME))
+        start = begin if begin is not None else study.begin
+        horizons.append(int(end_time if end_time is not None else study.end or P.default_end_time(start)))
         runs.append((name, shlex.join(args)))
     return Scenarios(runs, "", max(horizons), int(base_seed) if base_seed is not None else P.DEFAULT_SUMO_SEED,
                      {"sumocfg_files": [str(Path(f).resolve()) for f in sumocfg_files]}, per_scenario_network=True)
 
 
 def _config_scenarios(network_config: Path, scenarios_file: Optional[Path], route_files: Optional[Sequence[PathLike]],
-                      end_time: Optional[int], execution_config: Optional[Path], base_seed: Optional[int]) -> Scenarios:
+                      end_time: Optional[int], execution_config: Optional[Path], base_seed: Optional[int],
+                      begin: Optional[int] = None) -> Scenarios:
     """The network YAML with a scenarios YAML (each scenario as for training) or route files."""
-    config = _load_config(network_config, scenarios_file if route_files is None else None, end_time, execution_config)
-    horizon = int(config.end_time)
+    config = _load_config(network_config, scenarios_file if route_files is None else None, end_time, execution_config,
+                          begin)
+    start = config.begin if config.begin is not None else P.DEFAULT_BEGIN
+    horizon = int(config.end_time if config.end_time is not None else P.default_end_time(start))
     seed0 = int(base_seed) if base_seed is not None else int(config.sumo_seed)
     try:
         network_string = network_params_string(config)
         if route_files is not None:
-            runs = _route_file_scenarios(route_files, network_string, horizon)
+            runs = _route_file_scenarios(route_files, network_string, horizon, config.begin)
         else:
             runs, owners = _rows_of(config)
     except ConfigError as err:
@@ -230,14 +240,14 @@ def _rows_of(config: ExperimentConfig) -> Tuple[List[Tuple[str, str]], Dict[str,
 
 
 def _file_scenarios(net_file: PathLike, route_files: Sequence[PathLike], end_time: Optional[int],
-                    base_seed: Optional[int]) -> Scenarios:
+                    base_seed: Optional[int], begin: Optional[int] = None) -> Scenarios:
     """A SUMO net file with route files, each route file a scenario."""
     net_path = Path(net_file).resolve()
     if not net_path.is_file():
         raise EvaluationError(f"--net-file: file {str(net_file)!r} does not exist")
-    horizon = int(end_time) if end_time is not None else P.DEFAULT_END_TIME
+    horizon = int(end_time) if end_time is not None else P.default_end_time(begin or P.DEFAULT_BEGIN)
     network_string = shlex.join(["--net-file", str(net_path)])
-    return Scenarios(_route_file_scenarios(route_files, network_string, horizon), network_string, horizon,
+    return Scenarios(_route_file_scenarios(route_files, network_string, horizon, begin), network_string, horizon,
                      int(base_seed) if base_seed is not None else P.DEFAULT_SUMO_SEED,
                      {"net_file": str(net_path), "route_files": [str(Path(r).resolve()) for r in route_files]},
                      net_file=net_path)
@@ -254,6 +264,7 @@ def read_scenarios(
     base_seed: Optional[int] = None,
     scenario_names: Optional[Sequence[str]] = None,
     run_options: Sequence[str] = (),
+    begin: Optional[int] = None,
 ) -> Scenarios:
     """The scenarios of whichever form was given (see `evaluate_controllers`), those named in
     `scenario_names` only, with `run_options` added to every run and the network."""
@@ -261,21 +272,22 @@ def read_scenarios(
     if sumocfg_files:
         if network_config is not None or scenarios_file is not None or net_file is not None or route_files:
             raise EvaluationError("--sumocfg replaces --network/--scenarios/--net-file/--route-files; give one form")
-        scenarios = _study_scenarios(sumocfg_files, end_time, base_seed)
+        scenarios = _study_scenarios(sumocfg_files, end_time, base_seed, begin)
     elif network_config is not None and route_files is not None:
         if scenarios_file is not None:
             raise EvaluationError("--route-files replace --scenarios; give one of them")
-        scenarios = _config_scenarios(Path(network_config), None, route_files, end_time, execution, base_seed)
+        scenarios = _config_scenarios(Path(network_config), None, route_files, end_time, execution, base_seed, begin)
     elif net_file is not None or (route_files is not None and network_config is None):
         if network_config is not None or scenarios_file is not None:
             raise EvaluationError("--net-file/--route-files replace --network/--scenarios; give one form, not both")
         if net_file is None or not route_files:
             raise EvaluationError("--net-file and --route-files go together: a SUMO network and at least one route file")
-        scenarios = _file_scenarios(net_file, route_files, end_time, base_seed)
+        scenarios = _file_scenarios(net_file, route_files, end_time, base_seed, begin)
     else:
         if network_config is None or scenarios_file is None:
             raise EvaluationError("give --network and --scenarios (YAML files), or --net-file and --route-files")
-        scenarios = _config_scenarios(Path(network_config), Path(scenarios_file), None, end_time, execution, base_seed)
+        scenarios = _config_scenarios(Path(network_config), Path(scenarios_file), None, end_time, execution, base_seed,
+                                      begin)
 
     runs = scenarios.runs
     wanted = [s.strip() for item in (scenario_names or []) if item for s in str(item).split(",") if s.strip()]

@@ -14,6 +14,7 @@ import numpy as np
 
 from src.control import LaneInfo, LaneSampler, PhaseActuator, SignalActuator, controller_class, plan_timing, run_cycle
 from src.control.actuator import check_cycle_fits
+from src.control.base import warn_if_fixed
 from src.locations import LocationError, check_writable_dir
 from src.metrics import METRIC_NAMES, compute_trip_metrics
 from src.network import build_network
@@ -101,7 +102,8 @@ def run_simulation(
         if isinstance(err, ParameterError):
             raise
         raise SimulationError(f"--traffic_control {control.traffic_control}: {err}") from None
-    end_time = float(params.traffic.end_time)
+    warn_if_fixed(controller)
+    begin, end_time = float(params.traffic.begin), float(params.traffic.end_time)
     sim = SumoSimulation(
         network.net_file,
         [traffic.route_file],
@@ -112,6 +114,7 @@ def run_simulation(
         additional_files=[*params.additional_files, *controller.additional_files(out_dir)],
         gui=params.gui,
         extra_args=option_args(params.sumo_options),
+        begin=begin,
     )
     try:
         sim.start()
@@ -125,7 +128,7 @@ def run_simulation(
         sim.close()
     simulated = time.perf_counter()
 
-    metrics = compute_trip_metrics(sim.tripinfo_file, traffic.departures, end_time, sim.statistics_file)
+    metrics = compute_trip_metrics(sim.tripinfo_file, traffic.departures, end_time, sim.statistics_file, begin)
     metrics_file = out_dir / "metrics.json"
     metrics_file.write_text(json.dumps({"controller": control.traffic_control, **metrics}, indent=1))
     finished = time.perf_counter()
@@ -135,21 +138,25 @@ def run_simulation(
 
 
 def _drive(sim, controller, plans, timing, end_time, progress, on_cycle, decision_interval) -> None:
+    """Run from the simulation's begin to `end_time`; every clock starts at the begin."""
     api = sim.api
     wall_start = time.perf_counter()
-    next_report = PROGRESS_CHUNK_S
+    begin = sim.time
+    next_report = begin + PROGRESS_CHUNK_S
 
     def report(t: float) -> None:
         nonlocal next_report
         if progress and t >= next_report - 1e-9:
             elapsed = time.perf_counter() - wall_start
-            eta = elapsed / t * (end_time - t) if t > 0 else 0.0
+            eta = elapsed / (t - begin) * (end_time - t) if t > begin else 0.0
             logger.info("  t=%5.0f/%.0f s  running=%d  elapsed %.1f s  eta %.1f s",
                         t, end_time, api.simulation.getMinExpectedNumber(), elapsed, eta)
-            next_report = (t // PROGRESS_CHUNK_S + 1) * PROGRESS_CHUNK_S
+            next_report = begin + ((t - begin) // PROGRESS_CHUNK_S + 1) * PROGRESS_CHUNK_S
 
     if not controller.adaptive:
-        t = 0.0
+        for tls in controller.programs_from_begin():  # their cycle starts now, as in a run from 0
+            api.trafficlight.setPhase(tls, 0)
+        t = begin
         while t < end_time - 1e-9:
             t = min(t + PROGRESS_CHUNK_S, end_time)
             sim.step(t)

@@ -88,6 +88,8 @@ class ScenarioEnv(gym.Env):
             self.route_file = self.work_dir / "routes.rou.xml"
             self.traffic_summary = generate_traffic(self.params.traffic, self.network, self.route_file)
             self._planned = self.traffic_summary.departures
+        #: Every episode runs from `begin` to `end_time` (simulation seconds).
+        self.begin = float(self.params.traffic.begin)
         self.end_time = float(self.params.traffic.end_time)
         self.sim: Optional[SumoSimulation] = None
         self.episode = 0
@@ -108,6 +110,7 @@ class ScenarioEnv(gym.Env):
             seed=self.params.sumo_seed + self.episode,
             additional_files=self.params.additional_files,
             extra_args=option_args(self.params.sumo_options),  # a study's run options (--sumocfg)
+            begin=self.begin,
         ).start()
         self.episode += 1
         return self.sim
@@ -136,7 +139,7 @@ class ScenarioEnv(gym.Env):
             shutil.rmtree(self.last_episode_dir)
         sim.output_dir.rename(self.last_episode_dir)
         return compute_trip_metrics(self.last_episode_dir / sim.tripinfo_file.name, self._planned, self.end_time,
-                                    self.last_episode_dir / sim.statistics_file.name)
+                                    self.last_episode_dir / sim.statistics_file.name, self.begin)
 
     def _close_sim(self) -> None:
         if self.sim is not None:

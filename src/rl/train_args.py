@@ -27,6 +27,7 @@ DEFAULT_CONFIGS = {
 OVERRIDE_FLAGS = {
     "timesteps": "total_timesteps",
     "parallel_envs": "parallel_envs",
+    "begin": "begin",
     "end_time": "end_time",
     "checkpoint_freq": "checkpoint_freq",
     "eval_freq": "eval_freq",
@@ -70,7 +71,9 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     over = parser.add_argument_group("overrides (win over the YAML files)")
     _flag(over, "timesteps", type=optional(int), help="total PPO steps of this invocation")
     _flag(over, "parallel-envs", type=optional(int))
-    _flag(over, "end-time", type=optional(int), help="simulated seconds per episode")
+    _flag(over, "begin", type=optional(int), help="simulation time each episode begins at (default 0, or a study's own)")
+    _flag(over, "end-time", type=optional(int), help="simulation time each episode ends at (default: a study's own end, "
+          "else begin + 3600)")
     _flag(over, "checkpoint-freq", type=optional(int))
     _flag(over, "eval-freq", type=optional(int), help="0 disables evaluation and early stopping")
     _flag(over, "n-steps", type=optional(int))

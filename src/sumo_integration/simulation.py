@@ -44,7 +44,7 @@ def lane_getter(api, name: str) -> Callable[[str], Any]:
 
 
 class SumoSimulation:
-    """One running SUMO simulation writing trip records to `output_dir`.
+    """One running SUMO simulation from `begin` to `end_time` writing trip records to `output_dir`.
 
     `api` is libsumo or a TraCI connection: both offer `.simulation`, `.trafficlight`,
     `.lane`, `.edge`, `.vehicle` with the same calls.
@@ -62,10 +62,12 @@ class SumoSimulation:
         gui: bool = False,
         extra_args: Sequence[str] = (),
         force_traci: bool = False,
+        begin: float = 0.0,
     ) -> None:
         self.net_file = Path(net_file)
         self.route_files = [Path(p) for p in route_files]
         self.output_dir = Path(output_dir)
+        self.begin = float(begin)
         self.end_time = float(end_time)
         self.step_length = float(step_length)
         self.seed = int(seed)
@@ -95,7 +97,7 @@ class SumoSimulation:
             sumo_binary("sumo-gui" if self.gui else "sumo"),
             "--net-file", str(self.net_file),
             "--route-files", ",".join(str(p) for p in self.route_files),
-            "--begin", "0",
+            "--begin", f"{self.begin:g}",
             "--end", f"{self.end_time:g}",
             "--step-length", f"{self.step_length:g}",
             "--seed", str(self.seed),

@@ -282,12 +282,17 @@ def _trip_end_positions(
     return depart_pos, arrival_pos
 
 
+def _from_begin(departs: np.ndarray, params: TrafficParams) -> List[float]:
+    """Departures drawn over the run's length, as simulation times from its begin."""
+    return [round(t + params.begin, 1) for t in departs.tolist()]
+
+
 def _passenger_vehicles(
     params: TrafficParams, planner: _Planner, n: int
 ) -> Tuple[List[Tuple[float, str]], Dict[str, Dict[str, int]]]:
     """(depart, xml) of each passenger car and its counts; all draws from the private seed."""
     rng = _rng(params.private_traffic_seed, _PRIVATE_STREAM)
-    departs = np.sort(sample_departures(params.departure_pattern, n, params.end_time, params.start_time_hour, rng))
+    departs = np.sort(sample_departures(params.departure_pattern, n, params.duration, params.start_time_hour, rng))
     strat_counts = largest_remainder_counts(n, params.routing_strategy, ROUTING_STRATEGIES)
     kind_counts = largest_remainder_counts(n, params.passenger_routes, PASSENGER_ROUTE_KINDS)
     strategies = shuffled_labels(strat_counts, ROUTING_STRATEGIES, rng)
@@ -303,7 +308,7 @@ def _passenger_vehicles(
     depart_pos, arrival_pos = _trip_end_positions(planner, origins, dests, rng)
     device = {s: _device_params(s) for s in ROUTING_STRATEGIES}
     out: List[Tuple[float, str]] = []
-    for i, (t, s, k, o, d, p) in enumerate(zip(departs.tolist(), strategies.tolist(), kinds.tolist(),
+    for i, (t, s, k, o, d, p) in enumerate(zip(_from_begin(departs, params), strategies.tolist(), kinds.tolist(),
                                                origins.tolist(), dests.tolist(), periods.tolist())):
         router = planner.attractiveness_router(p) if s == "attractiveness" else planner.by_length
         ends = depart_pos[i] + arrival_pos[i]
@@ -327,12 +332,12 @@ def _bus_vehicles(
         if not bus_graph.is_connected_route(line):
             raise ValueError(f"bus line {k} of {network.directory} is not a connected route for buses: {line}")
     rng = _rng(params.public_traffic_seed, _PUBLIC_STREAM)
-    departs = np.sort(sample_departures(params.departure_pattern, n, params.end_time, params.start_time_hour, rng))
+    departs = np.sort(sample_departures(params.departure_pattern, n, params.duration, params.start_time_hour, rng))
     line_of = np.arange(n) % len(lines)
     rng.shuffle(line_of)
     texts = [escape(" ".join(line), {'"': "&quot;"}) for line in lines]
     out: List[Tuple[float, str]] = []
-    for i, (t, k) in enumerate(zip(departs.tolist(), line_of.tolist())):
+    for i, (t, k) in enumerate(zip(_from_begin(departs, params), line_of.tolist())):
         out.append((t, f'    <vehicle id="bus_{i}" type="public" depart="{t:.1f}" line="line_{k}" {_INSERTION}>\n'
                        f'        <route edges="{texts[k]}"/>\n'
                        f'        <param key="{LINE_PARAM}" value="line_{k}"/>\n'
@@ -360,6 +365,11 @@ def _copy_route_file(params: TrafficParams, out_file: Path) -> TrafficSummary:
     if src.resolve() != out_file.resolve():
         shutil.copyfile(src, out_file)
     summary = summarize_route_file(out_file)
+    times = summary.departures.values()
+    if times and not any(params.begin <= t < params.end_time for t in times):
+        raise invalid_value("--route-file", str(src), f"no vehicle departs inside the run [{params.begin}, "
+                            f"{params.end_time}) s (departures {min(times):g}-{max(times):g} s); "
+                            "set --begin/--end-time to the file's time span")
     summary.copied = True
     log.info("route file %s copied to %s: %d vehicles", src, out_file, summary.num_vehicles)
     return summary

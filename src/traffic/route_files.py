@@ -7,10 +7,11 @@ MLflow run starts, so a bad file stops training with one line naming the scenari
 
 Departure rule: every vehicle must depart inside the episode, at or after its begin and before
 its end (SUMO never inserts a vehicle planned at or after the end). By default a file with any
-vehicle outside is refused: such a file silently trains on less demand than it describes, and a
-file in another time base (7:00-8:00 written as 25200-28800 s) trains on none. Cutting an
-hour-long file to shorter episodes on purpose is `allow_late=True`, which still refuses a file
-of which no vehicle departs in time. A flow without `end` and `number` runs until the
+vehicle outside is refused: such a file silently trains on less demand than it describes. A file
+of which no vehicle departs inside the episode (7:00-8:00 written as 25200-28800 s, run from 0)
+is always refused. Cutting a file to a shorter episode on purpose, or running a study's file as
+`sumo -c` runs it (vehicles before its begin or after its end are not inserted), is
+`allow_late=True`. A flow without `end` and `number` runs until the
 simulation ends by design and is not counted as late.
 
 Rotation: with several files, episode k uses `route_file_for_episode(files, k, order, seed)`,
@@ -308,14 +309,16 @@ def _check_scan(scan: _Scan, path: Path, where: str, net_file: Optional[PathLike
     if scan.unknown_junctions:
         node, user = next(iter(scan.unknown_junctions.items()))
         raise RouteFileError(f"{where}: junction {node!r} ({user}) is not in the network {net_file}")
-    if scan.early:
+    if scan.departures and scan.early + scan.late == scan.departures:
+        span = f"[{_fmt(begin)}, {_fmt(end)})" if end is not None else f"from {_fmt(begin)}"
+        raise RouteFileError(f"{where}: no vehicle departs inside the episode {span} (departures "
+                             f"{_fmt(scan.first[0])} to {_fmt(scan.last[0])}); set begin and end_time to the "
+                             "file's time span or shift its departures")
+    if scan.early and not allow_late:
         t, who = scan.first_early
         raise RouteFileError(f"{where}: {scan.early} departure{'s' if scan.early > 1 else ''} before the episode "
                              f"begin {_fmt(begin)} (first: {who} at {_fmt(t)})")
     if end is not None and scan.late:
-        if scan.late == scan.departures:
-            raise RouteFileError(f"{where}: no vehicle departs before the episode end {_fmt(end)} (first departure "
-                                 f"{_fmt(scan.first[0])}); raise end_time or shift the file's departures")
         if not allow_late:
             t, who = scan.first_late
             raise RouteFileError(f"{where}: {scan.late} of {scan.departures} departures at or after the episode end "
@@ -375,17 +378,18 @@ def validate_route_files(files: Iterable[PathLike], net_file: Optional[PathLike]
 
 
 def validate_study(study: StudyConfig, scenario: Optional[str] = None, end_time: Optional[float] = None, *,
-                   allow_late: bool = False) -> List[RouteFileRecord]:
+                   allow_late: bool = False, begin: Optional[float] = None) -> List[RouteFileRecord]:
     """Check a study's route files as SUMO loads them: together, against its own net and time span.
 
-    `end_time` (the run's) wins over the study's end. Each file must be valid on its own, the
+    `begin` and `end_time` (the run's) win over the study's own. Each file must be valid on its own, the
     demand may sit in any of them (vTypes often have a file of their own).
     """
     where = (f"scenario {scenario!r}: " if scenario else "") + "sumocfg"
     if not study.route_files:
         raise RouteFileError(f"{where}: names no route-files")
     end = end_time if end_time is not None else study.end
-    records = [validate_route_file(f, study.net_file, end, begin=study.begin, scenario=scenario,
+    start = begin if begin is not None else study.begin
+    records = [validate_route_file(f, study.net_file, end, begin=start, scenario=scenario,
                                    allow_late=allow_late, require_demand=False) for f in study.route_files]
     if not any(r.vehicles or r.persons or r.first_departure is not None for r in records):
         raise RouteFileError(f"{where}: its route files {', '.join(r.path for r in records)} hold no vehicle, "

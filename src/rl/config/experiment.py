@@ -95,7 +95,10 @@ class ExperimentConfig:
     n_eval_episodes: int = C.DEFAULT_N_EVAL_EPISODES
     early_stopping_patience: int = C.DEFAULT_EARLY_STOPPING_PATIENCE
     early_stopping_min_delta: float = C.DEFAULT_EARLY_STOPPING_MIN_DELTA
-    end_time: int = P.DEFAULT_END_TIME
+    #: None: 0, or a study scenario's own begin (see `episode_span`)
+    begin: Optional[int] = None
+    #: None: a study scenario's own end, else `begin` + the default run length
+    end_time: Optional[int] = None
     parallel_envs: int = C.DEFAULT_PARALLEL_ENVS
     single_env: bool = C.DEFAULT_SINGLE_ENV
     experiment_name: Optional[str] = C.DEFAULT_EXPERIMENT_NAME
@@ -183,7 +186,7 @@ def _config_error(config: ExperimentConfig, err: P.ParameterError, scenario: Opt
     label = f"scenario {scenario.get('name', '?')!r}: " if scenario is not None and (in_scenario or key is None) else ""
     if key is None:
         return ConfigError(f"{source}: {label}{err}")
-    note = f"; end_time is {config.end_time}" if key == "departure_pattern" else ""
+    note = "; windows are relative to begin" if key == "departure_pattern" else ""
     return ConfigError(f"{source}: {label}key {key!r}: {err.problem} ({P.FIELDS[err.field].option}{note})")
 
 
@@ -244,10 +247,27 @@ def shared_params(config: ExperimentConfig) -> Shared:
         raise _config_error(config, err) from None
 
 
+def episode_span(config: ExperimentConfig, scenario: Mapping[str, Any], source: Optional[str] = None) -> Tuple[Any, Any]:
+    """(begin, end) in simulation seconds of a scenario's episodes: the execution file's `begin`
+    and `end_time` where set, else a study scenario's own (a RESCO map runs its hour of the day),
+    else 0 and one default run length after the begin. Checked when the params are made."""
+    study = SC.read_study(scenario, source or source_of(config, "scenarios")) if SC.is_study_scenario(scenario) else None
+    begin = config.begin if config.begin is not None else (study.begin if study else P.DEFAULT_BEGIN)
+    if config.end_time is not None:
+        if study is not None and config.begin is None and is_number(config.end_time) and config.end_time <= begin:
+            raise ConfigError(f"{source_of(config, 'end_time')}: key 'end_time': {config.end_time} is not after the "
+                              f"begin {begin:g} s of scenario {scenario.get('name', '?')!r} (its sumocfg); leave "
+                              f"end_time out to run the study's own span, or set it after the begin")
+        return begin, config.end_time
+    if study is not None and study.end is not None:
+        return begin, study.end
+    return begin, P.default_end_time(begin) if is_number(begin) else P.DEFAULT_END_TIME
+
+
 def scenario_params(config: ExperimentConfig, scenario: Mapping[str, Any], shared: Optional[Shared] = None,
                     source: Optional[str] = None) -> P.SimulationParams:
     """The typed params of one scenario of `config`: the shared network, the scenario's traffic,
-    `end_time` and `sumo_seed` of the execution file, the network file's signal timing, and
+    its `episode_span`, `sumo_seed` of the execution file, the network file's signal timing, and
     `tree_method` as the controller a replay runs (the RL env ignores it).
 
     Missing traffic keys take the engine's defaults. ConfigError names the scenario and key.
@@ -260,13 +280,18 @@ def scenario_params(config: ExperimentConfig, scenario: Mapping[str, Any], share
         if config.net_file is None:
             raise ConfigError(f"{source}: scenario {entry['name']!r}: route_files need a network given as a net file; "
                               f"set net_file in {source_of(config, 'net_file')} (a generated grid has other edges)")
-        traffic = P.TrafficParams(end_time=config.end_time, route_file=Path(entry["route_files"][0]))
+        begin, end = episode_span(config, entry, source)
+        try:
+            traffic = P.TrafficParams(begin=begin, end_time=end, route_file=Path(entry["route_files"][0]))
+        except P.ParameterError as err:
+            raise _config_error(config, err, entry, source) from None
         study = SC.read_study(entry, source) if SC.is_study_scenario(entry) else None
         return P.SimulationParams(network, traffic, control, sumo_seed=config.sumo_seed,
                                   sumo_options=study.options if study else (),  # the study's run options
                                   additional_files=study.additional_files if study else ())
     try:
-        traffic = P.TrafficParams(end_time=config.end_time, **{k: entry[k] for k in S.DEFAULT_SCENARIO})
+        begin, end = episode_span(config, entry, source)
+        traffic = P.TrafficParams(begin=begin, end_time=end, **{k: entry[k] for k in S.DEFAULT_SCENARIO})
         return P.SimulationParams(network, traffic, control, sumo_seed=config.sumo_seed)
     except P.ParameterError as err:
         raise _config_error(config, err, entry, source) from None
@@ -343,11 +368,12 @@ def _check_route_files(config: ExperimentConfig, scenario: Mapping[str, Any], so
     """Every route file of a route-file scenario against the net file and the episode (before any run)."""
     if not S.is_route_scenario(scenario):
         return
+    begin, end = episode_span(config, scenario, source)
     if SC.is_study_scenario(scenario):
-        SC.check_study_against(scenario, config.net_file, float(config.end_time), float(config.step_length), source)
+        SC.check_study_against(scenario, config.net_file, float(begin), float(end), float(config.step_length), source)
         return
     try:
-        validate_route_files(scenario["route_files"], config.net_file, config.end_time, scenario=scenario["name"])
+        validate_route_files(scenario["route_files"], config.net_file, end, begin=begin, scenario=scenario["name"])
     except P.ParameterError as err:  # RouteFileError, or a net file sumolib cannot read
         raise ConfigError(f"{source}: {err}") from None
 
@@ -369,9 +395,12 @@ def _check_cross_keys(config: ExperimentConfig) -> None:
         if cycle < shortest_phases:
             raise ConfigError(f"{source_of(config, 'cycle_lengths')}: key 'cycle_lengths': cycle length {cycle} s "
                               f"is shorter than two phases of min_green + yellow_time ({shortest_phases} s)")
-        if cycle > config.end_time:
+        shortest = min((end - begin for begin, end in map(lambda s: episode_span(config, s), config.scenarios)),
+                       default=cycle)
+        if cycle > shortest:
             raise ConfigError(f"{source_of(config, 'cycle_lengths')}: key 'cycle_lengths': cycle length {cycle} s "
-                              f"is longer than end_time {config.end_time} s; an episode needs at least one cycle")
+                              f"is longer than an episode ({shortest:g} s from begin to end_time); an episode needs "
+                              "at least one cycle")
     if config.cycle_action and (config.control_mode != "cycle_splits" or len(set(config.cycle_lengths)) < 2):
         raise ConfigError(f"{source_of(config, 'cycle_action')}: key 'cycle_action': the cycle length as an action "
                           "needs control_mode: cycle_splits and at least two cycle_lengths to choose from")

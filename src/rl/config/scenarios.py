@@ -9,8 +9,9 @@ saved config holds nothing the study does not.
 Decisions (one line each when refused):
 - one route file: SUMO loads a study's files together, a scenario runs one file per episode, so
   a study with several (e.g. vTypes apart) would change its demand; use `route_files:` to rotate;
-- begin must be 0 (episodes start at 0); an end, if set, must not be before the episode's
-  `end_time` (the episode then stops at `end_time`);
+- episodes run the study's own time span unless the execution file sets `begin`/`end_time`
+  (`episode_span`); a study's end, if set, must not be before the episode's end; its
+  departures outside the episode are not inserted (as `sumo -c` runs it), but some must lie inside;
 - its net file must be the network YAML's `net_file` (same resolved path, or same sha256);
 - its step-length, if set, must be the network's.
 """
@@ -36,15 +37,13 @@ def _study_path(value: Any, base_dir: Any) -> Path:
 
 
 def read_study(entry: Mapping[str, Any], source: str, base_dir: Any = None) -> StudyConfig:
-    """The study of a `sumocfg` scenario (checked: readable, begin 0, exactly one route file)."""
+    """The study of a `sumocfg` scenario (checked: readable, exactly one route file)."""
     name = entry.get("name", "?")
     try:
         study = read_scenario_sumocfg(_study_path(entry["sumocfg"], base_dir), ".", str(name))
     except ParameterError as err:
         raise _error(f"{source}: {err}") from None
     where = f"{source}: scenario {name!r}: sumocfg {study_file(entry, base_dir)}"
-    if study.begin != 0:
-        raise _error(f"{where} begins at {study.begin:g} s; episodes start at 0, set begin 0 in the study")
     if len(study.route_files) != 1:
         raise _error(f"{where} names {len(study.route_files)} route files; a study scenario runs exactly one "
                      "(SUMO loads a study's files together); list them under route_files: to rotate them")
@@ -83,7 +82,7 @@ def is_study_scenario(entry: Mapping[str, Any]) -> bool:
     return "sumocfg" in entry
 
 
-def check_study_against(entry: Mapping[str, Any], net_file: Any, end_time: float, step_length: float,
+def check_study_against(entry: Mapping[str, Any], net_file: Any, begin: float, end_time: float, step_length: float,
                         source: str) -> StudyConfig:
     """A study scenario against the network and the episode (at load, before any run)."""
     study = read_study(entry, source)
@@ -99,7 +98,8 @@ def check_study_against(entry: Mapping[str, Any], net_file: Any, end_time: float
         raise _error(f"{where} sets step-length {study.step_length:g} s, the network's step_length is "
                      f"{step_length:g} s; set the same in both")
     try:
-        validate_route_files(study.route_files, net_file, end_time, scenario=entry["name"])
+        validate_route_files(study.route_files, net_file, end_time, begin=begin, scenario=entry["name"],
+                             allow_late=True)
     except ParameterError as err:
         raise _error(f"{source}: {err}") from None
     return study

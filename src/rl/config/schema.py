@@ -35,7 +35,7 @@ NETWORK_KEYS: FrozenSet[str] = frozenset({
 })
 # Traffic values a scenario leaves out: the engine's defaults.
 DEFAULT_SCENARIO: Dict[str, Any] = {f.name: f.default for f in P.group_fields("traffic")
-                                    if f.name not in ("end_time", "route_file")}
+                                    if f.name not in ("begin", "end_time", "route_file")}
 # Keys of one scenario entry (the scenarios file itself holds only `scenarios: [...]`).
 SCENARIO_TRAFFIC_KEYS: FrozenSet[str] = frozenset(DEFAULT_SCENARIO)
 # Recorded demand instead of generated traffic (one file, a list or a glob, rotated per episode;
@@ -55,7 +55,7 @@ ALGORITHM_KEYS: FrozenSet[str] = frozenset({
 REWARD_KEYS: FrozenSet[str] = frozenset({"reward_function", "reward_params"})
 EXECUTION_KEYS: FrozenSet[str] = frozenset({
     "total_timesteps", "checkpoint_freq", "eval_freq", "n_eval_episodes",
-    "early_stopping_patience", "early_stopping_min_delta", "end_time", "parallel_envs",
+    "early_stopping_patience", "early_stopping_min_delta", "begin", "end_time", "parallel_envs",
     "single_env", "experiment_name", "model_name", "models_dir", "device", "log_interval",
     "sumo_seed", "env_step_timeout_s", "max_env_restarts", "eval_scenarios",
 }) | ALGORITHM_EXECUTION_SHARED_KEYS
