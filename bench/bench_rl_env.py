@@ -287,7 +287,7 @@ def phase_select_vs_peers(args, tmp: Path, reps: int, report: Report) -> None:
 
     measurements = {"ours": lambda: episode("ours"), "plain": plain}
     try:
-        import sumo_rl  # noqa: F401
+        import sumo_rl  # noqa: F401 (only: is it installed)
         measurements["sumo_rl"] = lambda: episode("sumo_rl")
     except ImportError:
         report.note("sumo-rl is not installed (pip install -e '.[bench]'): no side-by-side with it")

@@ -3,6 +3,8 @@
 
     python rl/benchmark.py --family grid4                  # rl/configs/benchmark/grid4.yaml
     python rl/benchmark.py --family grid4 --seeds 0 --timesteps 2000 --repeats 1   # a quick look
+    python rl/benchmark.py --suite resco --maps ../shared/reference-data/resco     # RESCO's maps
+    python rl/benchmark.py --suite resco --maps DIR --only cologne1 --seeds 0 --decisions 5000 --repeats 1
 
 For each training seed it runs `rl/server/train.py` (one env per training scenario), then
 `rl/evaluate.py` on the family's held-out scenarios: once for the classic controllers and once
@@ -10,14 +12,15 @@ per trained policy. The table (mean over held-out scenarios; the policy as mean 
 training seeds; change against fixed time) is printed, saved as CSV and Markdown in the output
 folder, and logged to MLflow (experiment `benchmark_<family>`) with each policy's learning
 diagnostics (episode reward first and last, final explained variance). Not part of the test
-suite: a family takes from minutes (grid4) to hours (grid6_heavy).
+suite: a family takes from minutes (grid4) to hours (grid6_heavy). `--suite` runs a map suite
+instead (`rl/benchmark_suite.py`: per map from its time of day, baselines, training per seed,
+zero-shot transfer; resumable).
 """
 
 from __future__ import annotations
 
 import argparse
 import re
-import subprocess
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -31,6 +34,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from benchmark_steps import BenchmarkError, run_step, train_seed  # noqa: E402
 from src.rl.learning_curve import CURVE_CSV, plot_curves  # noqa: E402
 from src.tracking.run import TrainingRun  # noqa: E402
 from src.tracking.store import resolve_tracking_uri  # noqa: E402
@@ -43,10 +47,6 @@ FAMILY_KEYS = {"network", "train_scenarios", "heldout_scenarios", "algorithm", "
 OPTIONAL_FAMILY_KEYS = {"train_overrides"}
 #: What the table reports, per controller: mean over held-out scenarios.
 METRICS = ("mean_travel_time", "mean_travel_time_all", "mean_time_loss_all", "completion_rate")
-
-
-class BenchmarkError(Exception):
-    """A family file or a step of the benchmark that failed (one line)."""
 
 
 def load_family(name_or_path: str) -> Dict:
@@ -64,45 +64,13 @@ def load_family(name_or_path: str) -> Dict:
     return family
 
 
-def _run(command: List[str], log: Path, what: str) -> str:
-    """Run one step, its output teed to `log`; BenchmarkError with the last error line if it fails."""
-    print(f"[benchmark] {what}: {' '.join(command[1:3])} ... (log {log})", flush=True)
-    with open(log, "w") as handle:
-        proc = subprocess.run(command, cwd=REPO_ROOT, stdout=handle, stderr=subprocess.STDOUT, text=True)
-    output = log.read_text()
-    if proc.returncode != 0:
-        errors = [line for line in output.splitlines() if "error" in line.lower()] or output.splitlines()[-1:]
-        raise BenchmarkError(f"{what} failed (exit {proc.returncode}): {errors[-1] if errors else ''} (see {log})")
-    return output
-
-
-def train_seed(family: Dict, seed: int, timesteps: int, out: Path) -> Dict:
-    output = _run([sys.executable, "rl/server/train.py", "--network", family["network"],
-                   "--scenarios", family["train_scenarios"], "--algorithm", family["algorithm"],
-                   "--reward", family["reward"], "--execution", family["execution"], "--seed", str(seed),
-                   "--timesteps", str(timesteps), "--model-name", f"benchmark_{family['name']}",
-                   "--experiment-name", f"benchmark_{family['name']}", "--batch-name", f"seed{seed}",
-                   "--models-dir", str(out / "models"),
-                   *[a for key, value in (family.get("train_overrides") or {}).items()
-                     for a in (f"--{key.replace('_', '-')}", str(value))]],
-                  out / f"train_seed{seed}.log", f"training seed {seed}")
-    model = re.search(r"final model: (\S+)", output)
-    run_id = re.search(r"MLflow run ([0-9a-f]{32})", output)
-    if not model:
-        raise BenchmarkError(f"training seed {seed}: no final model in its output ({out / f'train_seed{seed}.log'})")
-    final = Path(model.group(1))
-    best = final.parent / "best" / "best_model.zip"  # chosen on the validation scenarios, when evaluated
-    return {"seed": seed, "model": str(final), "judged": str(best if best.is_file() else final),
-            "run_id": run_id.group(1) if run_id else None}
-
-
 def evaluate(family: Dict, controllers: str, out_dir: Path, repeats: int, model: Optional[str] = None) -> pd.DataFrame:
     command = [sys.executable, "rl/evaluate.py", "--network", family["network"], "--scenarios",
                family["heldout_scenarios"], "--execution", family["execution"], "--controllers", controllers,
                "--repeats", str(repeats), "--output-dir", str(out_dir), "--no-mlflow"]
     if model:
         command += ["--model", model]
-    _run(command, out_dir.with_suffix(".log"), f"evaluation of {controllers}")
+    run_step(command, out_dir.with_suffix(".log"), f"evaluation of {controllers}")
     return pd.read_csv(out_dir / "evaluation.csv")
 
 
@@ -178,12 +146,22 @@ def to_markdown(table: pd.DataFrame) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--family", required=True, help="a name in rl/configs/benchmark/ or a family YAML file")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--family", help="a name in rl/configs/benchmark/ or a family YAML file")
+    which.add_argument("--suite", help="a map suite in rl/configs/benchmark/ (resco), with --maps")
+    parser.add_argument("--maps", help="--suite: the folder of map folders (each with its .sumocfg)")
+    parser.add_argument("--only", type=lambda t: [x.strip() for x in t.split(",") if x.strip()],
+                        help="--suite: these maps only (comma list)")
+    parser.add_argument("--decisions", type=int, help="--suite: junction decisions per training seed (default: the suite's)")
+    parser.add_argument("--no-transfer", dest="transfer", action="store_false", help="--suite: skip the zero-shot table")
     parser.add_argument("--seeds", type=lambda t: [int(x) for x in t.split(",")], help="training seeds (default: the family's)")
     parser.add_argument("--timesteps", type=int, help="PPO steps per seed (default: the family's)")
     parser.add_argument("--repeats", type=int, help="SUMO seeds per held-out scenario (default: the family's)")
-    parser.add_argument("--output-dir", help="default outputs/benchmark_<family>_<time>")
+    parser.add_argument("--output-dir", help="default outputs/benchmark_<family>_<time>; --suite: outputs/suite_<suite> "
+                        "(run again with the same folder to resume)")
     args = parser.parse_args(argv)
+    if args.suite:
+        return _suite(args, parser)
     try:
         family = load_family(args.family)
         seeds = args.seeds or list(family["seeds"])
@@ -209,6 +187,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"\nsaved in {out}")
     log_to_mlflow(family["name"], out, table)
     return 0
+
+
+def _suite(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from benchmark_suite import run_suite
+
+    if not args.maps:
+        parser.error("--suite needs --maps DIR (the folder of map folders)")
+    out = Path(args.output_dir or REPO_ROOT / "outputs" / f"suite_{Path(args.suite).stem}")
+    try:
+        return run_suite(args.suite, Path(args.maps), out, args.only, args.seeds, args.repeats, args.decisions,
+                         args.transfer)
+    except BenchmarkError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
 
 def log_to_mlflow(family: str, out: Path, table: pd.DataFrame) -> None:

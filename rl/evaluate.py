@@ -94,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--cycle-length", "--cycle_length", dest="cycle_length", type=optional(_positive), default=None,
                      help="cycle of the controllers (default: the kept programs' own); fixed then splits green equally")
     how.add_argument("--min-green", "--min_green", dest="min_green", type=optional(_positive), default=None, help="minimum green (s)")
+    how.add_argument("--decision-interval", "--decision_interval", dest="decision_interval", type=optional(_positive),
+                     default=None, help="seconds between max_pressure's phase choices (default 5)")
     how.add_argument("--seed", type=optional(int), default=None, help="SUMO seed of the first repeat (default: config sumo_seed, 0)")
     how.add_argument("--workers", type=optional(_positive), default=None, help=f"worker processes (default: CPU count, {os.cpu_count()})")
     out = parser.add_argument_group("output")
@@ -138,7 +140,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         name = Path(args.network or "network").stem
     run_options: List[str] = []
     for option, value in (("--signal-programs", args.signal_programs), ("--cycle-length", args.cycle_length),
-                          ("--min-green", args.min_green)):
+                          ("--min-green", args.min_green), ("--decision-interval", args.decision_interval)):
         if value is not None:
             run_options += [option, str(value)]
     out_dir = Path(args.output_dir or Path("outputs") / f"evaluation_{name}_{datetime.now().strftime('%Y%m%d_%H%M%S')}")

@@ -164,8 +164,9 @@ def evaluate_controllers(
     network_dir = out_dir / "network"
     logger.info("building the network once in %s", network_dir)
     _build_networks(scenarios, network_dir)
-    if model_info:
-        check_model_fits(Path(model_info["local_path"]), network_dir, str(model))
+    if model_info:  # on every network it will run on (study mode: each study's own)
+        for name in (scenarios.names if scenarios.per_scenario_network else [None]):
+            check_model_fits(Path(model_info["local_path"]), network_dir / name if name else network_dir, str(model))
 
     manifest: Dict[str, Any] = {
         **scenarios.inputs,

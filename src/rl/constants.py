@@ -94,6 +94,9 @@ DEFAULT_EVAL_FREQ = 0  # 0: no evaluation during training
 # A scenarios file whose scenarios every evaluation runs (held-out traffic); None: the
 # training scenarios. Evaluations judge on mean travel time and drive best model + early stop.
 DEFAULT_EVAL_SCENARIOS = None
+#: SUMO seed of the first validation episode (then +1 per evaluation); None: `sumo_seed`, as training.
+#: A seed far from the training episodes' keeps model selection off the traffic training saw.
+DEFAULT_EVAL_SUMO_SEED = None
 DEFAULT_N_EVAL_EPISODES = 1
 DEFAULT_EARLY_STOPPING_PATIENCE = 0  # 0: no early stopping (needs eval_freq > 0 otherwise)
 DEFAULT_EARLY_STOPPING_MIN_DELTA = 0.0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
@@ -388,6 +388,8 @@ def train_rl_policy(
         if config.eval_freq and config.eval_freq > 0:
             held_out = eval_scenario_entries(config)
             eval_params = [scenario_params(config, s) for s in held_out] or env_params_list
+            if config.eval_sumo_seed is not None:  # validation on SUMO seeds of its own
+                eval_params = [replace(p, sumo_seed=int(config.eval_sumo_seed)) for p in eval_params]
             eval_names = [s["name"] for s in held_out] or scenario_names
             eval_env = scenario_envs(config, eval_params, eval_names, network_dir, dims, model_dir / "eval_envs",
                                      held_out or None, in_process=in_process)

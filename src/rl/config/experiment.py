@@ -110,6 +110,7 @@ class ExperimentConfig:
     env_step_timeout_s: float = C.DEFAULT_ENV_STEP_TIMEOUT_S
     max_env_restarts: int = C.DEFAULT_MAX_ENV_RESTARTS
     eval_scenarios: Optional[str] = C.DEFAULT_EVAL_SCENARIOS
+    eval_sumo_seed: Optional[int] = C.DEFAULT_EVAL_SUMO_SEED
     # provenance (not compared, not saved as keys): the files read, and which one set each key
     source_files: Dict[str, str] = field(default_factory=dict, compare=False)
     key_sources: Dict[str, str] = field(default_factory=dict, compare=False, repr=False)
