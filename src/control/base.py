@@ -8,12 +8,11 @@ durations of every phase of every junction for the next cycle. Lanes are read ev
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Sequence
-
-import logging
 
 import numpy as np
 
