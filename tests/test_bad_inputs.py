@@ -1,6 +1,6 @@
 """The bad-input corpus: every mistake a user can make with configs, command-line values,
-resume sources and locations gives one line, a non-zero exit, no traceback, no MLflow run and
-no model folder. The training entry point runs for real in this process (as `main` of
+resume sources and locations gives one line, exit code 2 (README: bad input), no traceback,
+no MLflow run and no model folder. The training entry point runs for real in this process (as `main` of
 rl/server/train.py); a few cases also go through the scripts as subprocesses."""
 
 from __future__ import annotations
@@ -162,7 +162,7 @@ def run_main(argv: List[str], capsys) -> Tuple[int, str]:
 
 
 def assert_one_line(code: int, err: str, needle: str) -> None:
-    assert code != 0
+    assert code == 2, (code, err)  # the README's exit code for bad input
     assert "Traceback" not in err, err
     lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(lines) == 1, err
@@ -244,7 +244,8 @@ def test_read_only_artifact_folder_is_one_line(mounts, tmp_path, mlflow_store, c
     argv = [*(a for role, path in BASE.items() for a in (f"--{role}", str(path))), "--models-dir", str(tmp_path / "m")]
     code, err = run_main(argv, capsys)
     assert_one_line(code, err, "artifact folder")
-    assert all_runs(mlflow_store) == [] and not (tmp_path / "m").exists() or list((tmp_path / "m").iterdir()) == []
+    assert all_runs(mlflow_store) == []
+    assert not (tmp_path / "m").exists() or list((tmp_path / "m").iterdir()) == []
 
 
 @pytest.mark.parametrize("script, argv, needle", [

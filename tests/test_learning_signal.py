@@ -147,6 +147,41 @@ def test_evaluation_env_uses_the_training_statistics_frozen(tiny_network, tmp_pa
     evaluation.close()
 
 
+def test_rl_controller_runs_a_cycle_splits_policy_exactly_like_its_env(normalized, tmp_path):
+    """The same scenario and SUMO seed through the training env (with the model's deterministic
+    actions on the frozen statistics) and through `python -m src.cli --traffic_control rl`:
+    identical trips, so evaluation sees the cycle_splits policy that was trained."""
+    from stable_baselines3 import PPO
+
+    from src.argv import parse_simulation_params
+    from src.orchestration.simulation import run_simulation
+
+    config, result = normalized
+    network = result.model_dir / "network"
+    scenario = build_env_params_for_scenario(config, config.scenarios[0])
+    model = PPO.load(str(result.model_path), device="cpu")
+    normalize = ObservationNormalizer.from_model_zip(result.model_path)
+    env = TrafficControlEnv(scenario, network, work_dir=tmp_path / "env", features=config.features,
+                            cycle_lengths=config.cycle_lengths)
+    obs, _ = env.reset()
+    actions = []
+    while True:
+        action, _ = model.predict(normalize(obs), deterministic=True)
+        actions.append(action)
+        obs, _, _, truncated, info = env.step(action)
+        if truncated:
+            break
+    env.close()
+    assert len({a.tobytes() for a in actions}) > 1  # the policy reacts to traffic: not one split throughout
+    params = parse_simulation_params(f"{scenario} --traffic_control rl --model-path {result.model_path} "
+                                     f"--output-dir {tmp_path / 'rl'}")
+    outcome = run_simulation(params, progress=False, network_dir=network)
+    trained = info["episode_metrics"]
+    assert outcome.metrics["vehicles_arrived"] == trained["vehicles_arrived"] > 0
+    for name in ("mean_travel_time", "mean_travel_time_all", "mean_waiting_time", "teleports"):
+        assert outcome.metrics[name] == pytest.approx(trained[name]), name
+
+
 def test_resume_refuses_to_switch_observation_normalisation(normalized, tmp_path):
     config, result = normalized
     with pytest.raises(IncompatibleModelError, match="normalize_observations cannot change"):

@@ -200,7 +200,7 @@ def _own_reward(model_path, env) -> float:
 def test_shared_policy_beats_the_untrained_one_on_its_own_reward(tmp_path, sign):
     """A 2x2 grid of four-phase junctions: a few thousand junction decisions of PPO must cut
     the `delay` reward of the untrained policy by a quarter. With the reward's sign flipped
-    (sign -1: trained to maximise delay) the same budget must not help. Catches a flipped
+    (sign -1: trained to maximise delay) the same budget must not reduce the delay at all. Catches a flipped
     sign, lost normalisation or broken junction rewards in under a minute."""
     config = small_config(
         grid_dimension=2, lane_count=1, network_seed=7, signal_programs="incoming", cycle_lengths=[60],
@@ -223,7 +223,7 @@ def test_shared_policy_beats_the_untrained_one_on_its_own_reward(tmp_path, sign)
     if sign > 0:
         assert after > before * 0.75  # rewards are negative: at least a quarter less delay
     else:
-        assert after < before * 0.75 + 1e-9 or after <= before  # trained for the opposite: no such gain
+        assert after <= before  # trained for the opposite: no less delay than the untrained policy
 
 
 def test_a_network_wide_model_is_refused_on_another_phase_structure_of_the_same_size():
