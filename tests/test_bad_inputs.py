@@ -137,6 +137,9 @@ CASES: Dict[str, Tuple[Callable[[Path], List[str]], str]] = {
     "resume unknown run": (_args("--resume-from", "runs:/0123456789abcdef0123456789abcdef/model"), "runs:/"),
     "resume unknown alias": (_args("--resume-from", "models:/grid3_small@champion"), "champion"),
     "resume bad uri": (_args("--resume-from", "models:/"), "models:/"),
+    # stores
+    "file store without MLFLOW_ALLOW_FILE_STORE": (lambda folder: ["--tracking-uri", f"file://{folder}/mlruns"],
+                                                   "MLFLOW_ALLOW_FILE_STORE=true"),
 }
 
 
@@ -186,6 +189,7 @@ def corpus_store(tmp_path_factory) -> str:
 def store(corpus_store, monkeypatch) -> str:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", corpus_store)
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
     return corpus_store
 
 
