@@ -336,8 +336,8 @@ def validate_route_file(
     """Check `path` against the network and the episode; its record, or RouteFileError (one line).
 
     Refused: a missing file, not XML, a root other than <routes>/<additional>, no vehicle,
-    trip, flow or person (unless `require_demand` is False: a study may keep its vTypes in a
-    file of their own), an edge or junction the network `net_file` lacks (None skips this),
+    trip, flow or person (unless `require_demand` is False: `route_file_record` only
+    describes a file), an edge or junction the network `net_file` lacks (None skips this),
     a depart that is no time, departures before `begin` or at/after `end_time` (see the
     module's departure rule; None skips the end check). The message names the scenario when
     given, and the file.
