@@ -13,21 +13,13 @@ from __future__ import annotations
 
 import csv
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
 
-from conftest import REPO_ROOT, artifact_paths, python, subprocess_env
-from test_platform import QUICK, run_id_from, scenario, write_scenarios
-
-
-def train(script: str, args, store: str, models: Path) -> subprocess.CompletedProcess:
-    """A training script on the file store `store`, as a user opts into it."""
-    env = subprocess_env(MLFLOW_TRACKING_URI=store, MLFLOW_ALLOW_FILE_STORE="true")
-    return subprocess.run([python(), script, *QUICK, *args, "--models-dir", str(models)], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=600, env=env)
+from conftest import artifact_paths
+from test_platform import run_id_from, scenario, train, write_scenarios
 
 
 @pytest.fixture(autouse=True)
@@ -48,7 +40,8 @@ def grouped(tmp_path_factory):
     validation = write_scenarios(root / "validation.yaml", [scenario("val_a", 170, 91, "shortest 100")])
     proc = train("rl/server/train.py", ["--scenarios", str(scenarios), "--parallel-envs", "2", "--timesteps", "100",
                                         "--eval-freq", "48", "--eval-scenarios", str(validation),
-                                        "--model-name", "grouped_policy"], store, root / "models")
+                                        "--model-name", "grouped_policy"], store, root / "models",
+                 MLFLOW_ALLOW_FILE_STORE="true")
     assert proc.returncode == 0, proc.stderr[-3000:]
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
@@ -113,7 +106,8 @@ def test_file_store_registers_the_model_and_resumes_from_it(grouped, tmp_path):
     client = MlflowClient(tracking_uri=store, registry_uri=store)
     assert client.get_model_version("grouped_policy", "1").run_id == run.info.run_id
     proc = train("rl/local/train.py", ["--timesteps", "16", "--model-name", "grouped_policy",
-                                       "--resume-from", "models:/grouped_policy/1"], store, tmp_path / "models")
+                                       "--resume-from", "models:/grouped_policy/1"], store, tmp_path / "models",
+                 MLFLOW_ALLOW_FILE_STORE="true")
     assert proc.returncode == 0, proc.stderr[-3000:]
     resumed = client.get_run(run_id_from(proc.stdout))
     assert resumed.info.status == "FINISHED"
