@@ -1,6 +1,10 @@
 # Set-up and the everyday commands. `make demo` and `make test` each do all set-up first.
 PYTHON ?= python3
 VENV ?= .venv
+# Where pip may also look for torch. Empty (the default): pip's own configuration decides; on a
+# plain Linux machine that is PyPI, whose torch is the CUDA build (several GB). For the CPU build:
+#   make setup TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
@@ -11,7 +15,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test]' $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
 	touch $(STAMP)
 
 test: setup

@@ -1,6 +1,6 @@
 """The bad-input corpus: every mistake a user can make with configs, command-line values,
-resume sources and locations gives one line, a non-zero exit, no traceback, no MLflow run and
-no model folder. The training entry point runs for real in this process (as `main` of
+resume sources and locations gives one line, exit code 2 (README: bad input), no traceback,
+no MLflow run and no model folder. The training entry point runs for real in this process (as `main` of
 rl/server/train.py); a few cases also go through the scripts as subprocesses."""
 
 from __future__ import annotations
@@ -137,6 +137,9 @@ CASES: Dict[str, Tuple[Callable[[Path], List[str]], str]] = {
     "resume unknown run": (_args("--resume-from", "runs:/0123456789abcdef0123456789abcdef/model"), "runs:/"),
     "resume unknown alias": (_args("--resume-from", "models:/grid3_small@champion"), "champion"),
     "resume bad uri": (_args("--resume-from", "models:/"), "models:/"),
+    # stores
+    "file store without MLFLOW_ALLOW_FILE_STORE": (lambda folder: ["--tracking-uri", f"file://{folder}/mlruns"],
+                                                   "MLFLOW_ALLOW_FILE_STORE=true"),
 }
 
 
@@ -162,7 +165,7 @@ def run_main(argv: List[str], capsys) -> Tuple[int, str]:
 
 
 def assert_one_line(code: int, err: str, needle: str) -> None:
-    assert code != 0
+    assert code == 2, (code, err)  # the README's exit code for bad input
     assert "Traceback" not in err, err
     lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(lines) == 1, err
@@ -186,6 +189,7 @@ def corpus_store(tmp_path_factory) -> str:
 def store(corpus_store, monkeypatch) -> str:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", corpus_store)
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
     return corpus_store
 
 
@@ -244,7 +248,8 @@ def test_read_only_artifact_folder_is_one_line(mounts, tmp_path, mlflow_store, c
     argv = [*(a for role, path in BASE.items() for a in (f"--{role}", str(path))), "--models-dir", str(tmp_path / "m")]
     code, err = run_main(argv, capsys)
     assert_one_line(code, err, "artifact folder")
-    assert all_runs(mlflow_store) == [] and not (tmp_path / "m").exists() or list((tmp_path / "m").iterdir()) == []
+    assert all_runs(mlflow_store) == []
+    assert not (tmp_path / "m").exists() or list((tmp_path / "m").iterdir()) == []
 
 
 @pytest.mark.parametrize("script, argv, needle", [

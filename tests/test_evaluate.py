@@ -27,7 +27,7 @@ from src.argv import parse_simulation_params
 from src.metrics import METRIC_NAMES
 from src.orchestration.evaluate import EvaluationRunError, evaluate_controllers
 from src.orchestration.inputs import EvaluationError, scenario_name_for_route_file
-from src.orchestration.report import log_evaluation_to_mlflow
+from src.orchestration.report import log_evaluation, mlflow_tracker
 from src.orchestration.simulation import run_simulation
 from src.orchestration.table import read_runs
 from src.rl.config import load_modular_config
@@ -101,7 +101,8 @@ def test_matrix_table_and_mlflow_runs(scenarios_file, tiny_model, tmp_path, mlfl
     assert "--traffic_control rl" in rl_run["env_params"] and "--model-path" in rl_run["env_params"]
     assert (Path(rl_run["output_dir"]) / "tripinfo.xml").is_file()
 
-    parent_id = log_evaluation_to_mlflow(table, runs, tmp_path / "eval", "eval_test", tags={"purpose": "test"})
+    parent_id = log_evaluation(mlflow_tracker("eval_test"), table, runs, tmp_path / "eval", title="eval_test",
+                               tags={"purpose": "test"})
     parent = client.get_run(parent_id)
     assert parent.info.status == "FINISHED" and parent.data.tags["purpose"] == "test"
     metrics = parent.data.metrics

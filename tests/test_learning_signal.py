@@ -147,6 +147,41 @@ def test_evaluation_env_uses_the_training_statistics_frozen(tiny_network, tmp_pa
     evaluation.close()
 
 
+def test_rl_controller_runs_a_cycle_splits_policy_exactly_like_its_env(normalized, tmp_path):
+    """The same scenario and SUMO seed through the training env (with the model's deterministic
+    actions on the frozen statistics) and through `python -m src.cli --traffic_control rl`:
+    identical trips, so evaluation sees the cycle_splits policy that was trained."""
+    from stable_baselines3 import PPO
+
+    from src.argv import parse_simulation_params
+    from src.orchestration.simulation import run_simulation
+
+    config, result = normalized
+    network = result.model_dir / "network"
+    scenario = build_env_params_for_scenario(config, config.scenarios[0])
+    model = PPO.load(str(result.model_path), device="cpu")
+    normalize = ObservationNormalizer.from_model_zip(result.model_path)
+    env = TrafficControlEnv(scenario, network, work_dir=tmp_path / "env", features=config.features,
+                            cycle_lengths=config.cycle_lengths)
+    obs, _ = env.reset()
+    actions = []
+    while True:
+        action, _ = model.predict(normalize(obs), deterministic=True)
+        actions.append(action)
+        obs, _, _, truncated, info = env.step(action)
+        if truncated:
+            break
+    env.close()
+    assert len({a.tobytes() for a in actions}) > 1  # the policy reacts to traffic: not one split throughout
+    params = parse_simulation_params(f"{scenario} --traffic_control rl --model-path {result.model_path} "
+                                     f"--output-dir {tmp_path / 'rl'}")
+    outcome = run_simulation(params, progress=False, network_dir=network)
+    trained = info["episode_metrics"]
+    assert outcome.metrics["vehicles_arrived"] == trained["vehicles_arrived"] > 0
+    for name in ("mean_travel_time", "mean_travel_time_all", "mean_waiting_time", "teleports"):
+        assert outcome.metrics[name] == pytest.approx(trained[name]), name
+
+
 def test_resume_refuses_to_switch_observation_normalisation(normalized, tmp_path):
     config, result = normalized
     with pytest.raises(IncompatibleModelError, match="normalize_observations cannot change"):
@@ -227,13 +262,16 @@ class _BoxEnv(gym.Env):
 # --- a broken learning signal is caught quickly ----------------------------------------------
 
 
-def test_ppo_beats_the_equal_split_on_its_own_reward(tmp_path):
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_ppo_beats_the_equal_split_on_its_own_reward(tmp_path, sign):
     """A 2x2 grid of four-phase junctions with traffic entering from every side: the equal
     split (what the untrained policy does) wastes green on light approaches. 1,500 steps of
     PPO with the default normalisation (rewards) must cut the `delay` reward by at least a
-    quarter, measured through the saved zip and `RLController`. Measured: about 70% less;
-    with the reward's sign flipped the policy ends worse than the equal split; with the
-    reward statistics missing from the zip, or not counting the steps trained, it fails too."""
+    quarter, measured through the saved zip and `RLController`. Measured: about 70% less.
+    With the reward's sign flipped (sign -1: trained to maximise delay) the policy must not
+    reduce the delay at all (measured: it ends worse than the equal split, -120 against -75);
+    with the reward statistics missing from the zip, or not counting the steps trained, it
+    fails too."""
     import csv
 
     from stable_baselines3.common.logger import make_output_format
@@ -248,7 +286,7 @@ def test_ppo_beats_the_equal_split_on_its_own_reward(tmp_path):
                                       vehicle_types="passenger 100", passenger_routes="in 30 out 30 inner 10 pass 30")],
         n_steps=45, batch_size=45, n_epochs=20, learning_rate=3e-3, gamma=0.9, gae_lambda=0.9, ent_coef=0.0,
         net_arch=[64, 64], log_std_init=-0.5, total_timesteps=1500, seed=0,
-        normalize_observations=False, normalize_reward=True)
+        normalize_observations=False, normalize_reward=True, reward_params={"scale": sign})
     out = tmp_path / "model"
     result = train_rl_policy(config, out, in_process=True, output_formats=[make_output_format("csv", str(out))])
     state = read_normalization(result.model_path)
@@ -273,6 +311,10 @@ def test_ppo_beats_the_equal_split_on_its_own_reward(tmp_path):
     env.close()
     with open(out / "progress.csv") as handle:
         variance = [float(r["train/explained_variance"]) for r in csv.DictReader(handle) if r.get("train/explained_variance")]
-    print(f"delay reward per episode: equal split {untrained:.1f}, trained {trained:.1f}; "
+    print(f"sign {sign:+.0f}: delay reward per episode: equal split {untrained:.1f}, trained {trained:.1f}; "
           f"explained variance max/last {max(variance):.2f}/{variance[-1]:.2f}")
-    assert untrained < 0 and trained > 0.75 * untrained  # at least a quarter less delay than the equal split
+    assert untrained < 0
+    if sign > 0:
+        assert trained > 0.75 * untrained  # at least a quarter less delay than the equal split
+    else:
+        assert trained <= untrained  # trained for the opposite: no less delay than the equal split

@@ -200,8 +200,13 @@ def _own_reward(model_path, env) -> float:
 def test_shared_policy_beats_the_untrained_one_on_its_own_reward(tmp_path, sign):
     """A 2x2 grid of four-phase junctions: a few thousand junction decisions of PPO must cut
     the `delay` reward of the untrained policy by a quarter. With the reward's sign flipped
-    (sign -1: trained to maximise delay) the same budget must not help. Catches a flipped
-    sign, lost normalisation or broken junction rewards in under a minute."""
+    (sign -1: trained to maximise delay) the same budget must not reduce the delay at all.
+    Catches a flipped sign, lost normalisation or broken junction rewards in about a minute.
+
+    "The untrained policy" is the mean of three initialisations (seeds 0-2), one episode each
+    (measured -175): a single one can already be as bad as never switching (seed 0: -204.5;
+    never switching: -199), and no training gets a policy much past that floor. Measured:
+    sign +1 -14; sign -1 -187 to -190 (trained from seeds 1 and 2 instead: -210, -201)."""
     config = small_config(
         grid_dimension=2, lane_count=1, network_seed=7, signal_programs="incoming", cycle_lengths=[60],
         control_mode="phase_select", decision_interval=5, end_time=600,
@@ -211,19 +216,19 @@ def test_shared_policy_beats_the_untrained_one_on_its_own_reward(tmp_path, sign)
         n_steps=120, batch_size=240, n_epochs=10, learning_rate=1e-3, gamma=0.9, gae_lambda=0.9, ent_coef=0.0,
         net_arch=[64, 64], total_timesteps=5_000, seed=0, normalize_observations=True, normalize_reward=True,
         reward_params={"scale": sign})
-    untrained = train_rl_policy(replace(config, total_timesteps=1, n_steps=1, batch_size=4), tmp_path / "untrained",
-                                in_process=True)
+    untrained = [train_rl_policy(replace(config, total_timesteps=1, n_steps=1, batch_size=4, seed=seed),
+                                 tmp_path / f"untrained_{seed}", in_process=True) for seed in (0, 1, 2)]
     trained = train_rl_policy(config, tmp_path / "trained", in_process=True)
     env = PhaseSelectEnv(build_env_params_for_scenario(config, config.scenarios[0]), tmp_path / "trained" / "network",
                          decision_interval=5, reward_function="delay", work_dir=tmp_path / "judge")
-    before = np.mean([_own_reward(untrained.model_path, env) for _ in range(2)])
+    before = np.mean([_own_reward(policy.model_path, env) for policy in untrained])
     after = np.mean([_own_reward(trained.model_path, env) for _ in range(2)])
     env.close()
     print(f"sign {sign:+.0f}: delay reward untrained {before:.1f}, trained {after:.1f}")
     if sign > 0:
         assert after > before * 0.75  # rewards are negative: at least a quarter less delay
     else:
-        assert after < before * 0.75 + 1e-9 or after <= before  # trained for the opposite: no such gain
+        assert after <= before  # trained for the opposite: no less delay than the untrained policy
 
 
 def test_a_network_wide_model_is_refused_on_another_phase_structure_of_the_same_size():

@@ -33,9 +33,11 @@ def scenario(name, vehicles, seed, routing):
             "routing_strategy": routing}
 
 
-def train(script: str, args, store: str, models: Path) -> subprocess.CompletedProcess:
+def train(script: str, args, store: str, models: Path, **env: str) -> subprocess.CompletedProcess:
+    """A training script with the quick settings on the store `store` (`env`: more variables)."""
     proc = subprocess.run([python(), script, *QUICK, *args, "--models-dir", str(models)], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=600, env=subprocess_env(MLFLOW_TRACKING_URI=store))
+                          capture_output=True, text=True, timeout=600,
+                          env=subprocess_env(MLFLOW_TRACKING_URI=store, **env))
     return proc
 
 
@@ -196,6 +198,20 @@ def test_slurm_script_is_valid_bash():
     text = (REPO_ROOT / "rl/server/train_rl.slurm").read_text()
     for variable in ("RESUME_FROM", "TIMESTEPS", "JOB_NAME", "SCENARIOS", "--dependency=afterok"):
         assert variable in text
+
+
+def test_torch_index_is_a_make_choice_and_empty_leaves_pip_alone(tmp_path):
+    """README "Which torch": TORCH_INDEX reaches pip as an extra index; unset, pip's own
+    configuration decides (what `make setup` would run, printed by `make -n`, nothing installed)."""
+    def install_line(*variables: str) -> str:
+        proc = subprocess.run(["make", "-n", "-B", "setup", f"VENV={tmp_path / 'venv'}", *variables], cwd=REPO_ROOT,
+                              capture_output=True, text=True, timeout=60, env=subprocess_env(TORCH_INDEX=""))
+        assert proc.returncode == 0, proc.stderr
+        return next(line for line in proc.stdout.splitlines() if "install" in line and ".[test]" in line)
+
+    assert "--extra-index-url" not in install_line()
+    cpu = "https://download.pytorch.org/whl/cpu"
+    assert install_line(f"TORCH_INDEX={cpu}").endswith(f"--extra-index-url {cpu}")
 
 
 def test_legacy_experiment_file_trains(tmp_path, mlflow_store):

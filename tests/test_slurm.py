@@ -1,6 +1,7 @@
 """The cluster scripts on a real one-node SLURM (munged, slurmctld, slurmd in a temp folder).
 
-Skipped unless the SLURM daemons are installed and we are root (`.ci/run` installs slurm-wlm).
+Skipped unless the SLURM daemons are installed and we are root; under SLURM_TESTS_REQUIRED=1
+(set by `.ci/run`, which installs slurm-wlm as root) a missing cluster is a failure, not a skip.
 Every job is submitted from a folder outside the repository.
 
 - A stand-in trainer (a few lines that record their arguments and signals) checks the scripts
@@ -31,9 +32,12 @@ from slurm_cluster import SlurmCluster, missing_tools
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SERVER = REPO_ROOT / "rl" / "server"
 
-pytestmark = pytest.mark.skipif(bool(missing_tools()),
-                                reason=f"no SLURM test cluster here (missing: {', '.join(missing_tools())}; "
-                                       "install slurm-wlm as root, as .ci/run does)")
+MISSING = missing_tools()
+#: `.ci/run` sets this where it can install slurm-wlm: these tests must run there, never skip.
+REQUIRED = os.environ.get("SLURM_TESTS_REQUIRED") == "1"
+WHY_NOT = f"no SLURM test cluster here (missing: {', '.join(MISSING)}; install slurm-wlm as root, as .ci/run does)"
+
+pytestmark = pytest.mark.skipif(bool(MISSING) and not REQUIRED, reason=WHY_NOT)
 
 
 # --------------------------------------------------------------------------------- fixtures
@@ -41,6 +45,8 @@ pytestmark = pytest.mark.skipif(bool(missing_tools()),
 def cluster(tmp_path_factory):
     """A one-node SLURM in a temp folder; every job left over is cancelled and every daemon
     stopped at the end, also when a test failed."""
+    if MISSING:  # only reached under SLURM_TESTS_REQUIRED=1
+        pytest.fail(f"SLURM_TESTS_REQUIRED=1 but {WHY_NOT}", pytrace=False)
     slurm = SlurmCluster(tmp_path_factory.mktemp("slurm"), cpus=max(2, os.cpu_count() or 2))
     slurm.start()
     try:

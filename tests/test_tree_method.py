@@ -319,27 +319,19 @@ def test_invariants_over_random_traffic():
 
 
 def _drive(net_file: Path, routes: Path, out: Path, ctrl: TreeMethodController, end: float):
-    """The runner's cycle loop (src.orchestration.simulation._drive) with the decisions kept."""
-    from src.control import LaneSampler, SignalActuator, run_cycle
+    """The project's runner (`src.orchestration.simulation`'s cycle loop, lanes read every
+    `ctrl.sample_interval_s` = 1 s) on these files. Per decision: (the cycle's measurement,
+    the state decided from it, the durations that ran in it, the durations decided)."""
+    from src.orchestration.simulation import _drive as runner_loop
     from src.sumo_integration.simulation import SumoSimulation
 
+    seen = []  # (measurement, the controller's state decided from the measurement before it)
     sim = SumoSimulation(net_file, [routes], out, end).start()
-    history = []
     try:
-        api = sim.api
-        lanes = LaneInfo.from_plans(api, ctrl.plans, ctrl.extra_lanes())
-        sampler, actuator = LaneSampler(api, lanes), SignalActuator(ctrl.plans, ctrl.timing)
-        durations = ctrl.initial_durations()
-        while sim.time < end - 1e-9:
-            actuator.apply(api, durations)
-            m = run_cycle(api, sampler, ctrl.timing.cycle_length, 5, durations, end)
-            if sim.time >= end - 1e-9:
-                break
-            previous, durations = durations, ctrl.decide(m)
-            history.append((m, ctrl.last_state, previous, durations))
+        runner_loop(sim, ctrl, ctrl.plans, ctrl.timing, end, False, lambda m: seen.append((m, ctrl.last_state)), None)
     finally:
         sim.close()
-    return history
+    return [(m, state, m.last_durations, after.last_durations) for (m, _), (after, state) in zip(seen, seen[1:])]
 
 
 def _expected_cost(m: CycleMeasurement, edge: str) -> int:
@@ -378,6 +370,7 @@ def test_tiny_network_in_sumo_without_yellow(tiny_network, tmp_path):
     # the fixture's programs: 27 s + 3 s yellow per phase; without yellow 60 s are shared alike
     assert all(p.green_durations == [27.0, 27.0] for p in plans.values())
     assert all(np.array_equal(d, [30, 30]) for d in ctrl.initial_durations().values())
+    assert ctrl.sample_interval_s == 1.0  # the authors' runner reads every link after each step
     history = _drive(net_file, routes, tmp_path / "out", ctrl, 900.0)
     assert len(history) == 14
     checked = 0

@@ -140,18 +140,3 @@ def log_evaluation(
     finally:
         tracker.end(status)
     return tracker.run_id
-
-
-def log_evaluation_to_mlflow(
-    table: pd.DataFrame,
-    runs: Optional[pd.DataFrame],
-    out_dir: PathLike,
-    experiment_name: str,
-    tracking_uri: Optional[str] = None,
-    tags: Optional[Mapping[str, Any]] = None,
-    model: Optional[str] = None,
-) -> str:
-    """`log_evaluation` into a new MLflow run of `experiment_name` (the chart titled with it).
-    Returns the parent run id."""
-    return log_evaluation(mlflow_tracker(experiment_name, tracking_uri), table, runs, out_dir,
-                          title=experiment_name, tags=tags, model=model)

@@ -120,16 +120,21 @@ class ProgressCallback(BaseCallback):
         now = time.perf_counter()
         if now - self.last >= self.every_s:
             self.last = now
-            rate = done / max(now - self.start_wall, 1e-9)
-            eta = (self.total - done) / rate if rate > 0 else float("inf")
-            logger.info("  step %d/%d (%.0f%%)  %.2f steps/s  eta %.0f s", done, self.total,
-                        100.0 * done / max(self.total, 1), rate, eta)
+            self._report(done, now)
         return True
+
+    def _report(self, done: int, now: float) -> None:
+        rate = done / max(now - self.start_wall, 1e-9)
+        eta = (self.total - done) / rate if rate > 0 else float("inf")
+        logger.info("  step %d/%d (%.0f%%)  %.2f steps/s  eta %.0f s", done, self.total,
+                    100.0 * done / max(self.total, 1), rate, eta)
 
     def _on_training_end(self) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+        else:  # the last line of a log says where training ended
+            self._report(self.model.num_timesteps - self.start_step, time.perf_counter())
 
 
 class CheckpointWithMetadataCallback(BaseCallback):

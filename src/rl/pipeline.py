@@ -312,7 +312,8 @@ def _train(mode: str, plan: _Plan, model_dir: Path, network_dir: Path, resumed_m
         episodes = [e for r in results for e in r.episodes]
         for path in write_learning_curve(episodes, [e for r in results for e in r.evaluations], model_dir / "learning"):
             run.log_artifact(path, "learning")
-        run.log_metrics(steps, {"final/num_timesteps": steps})
+        # what ran: PPO trains whole rollouts, so possibly more than total_timesteps
+        run.log_metrics(steps, {"final/num_timesteps": steps, "final/trained_timesteps": steps - start_steps})
         tags = version_tags(chain_id, batch_index, plan.batch, steps, start_steps, target_steps, interrupted,
                             parent_version, failure)
         alias = None if interrupted else chain_alias(chain_id)

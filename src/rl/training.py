@@ -230,6 +230,13 @@ def entropy_at(step: int, initial: float, final: float, decay_steps: int) -> flo
 # --- training -----------------------------------------------------------------------------
 
 
+def rollout_budget(total_timesteps: int, rollout_steps: int) -> int:
+    """The steps PPO really trains for `total_timesteps`: SB3 collects whole rollouts of
+    `rollout_steps` (n_steps x envs) until the budget is reached, so it rounds up."""
+    rollouts = -(-int(total_timesteps) // max(int(rollout_steps), 1))
+    return rollouts * int(rollout_steps)
+
+
 @dataclass
 class TrainingResult:
     model_path: Path
@@ -371,7 +378,10 @@ def train_rl_policy(
 
             model.set_logger(Logger(folder=str(model_dir), output_formats=list(output_formats)))
 
-        total = int(config.total_timesteps)
+        total = rollout_budget(int(config.total_timesteps), rollout)
+        if total != int(config.total_timesteps):
+            logger.info("training %d steps: total_timesteps %d rounded up to whole rollouts of %d steps "
+                        "(n_steps %d x %d envs)", total, config.total_timesteps, rollout, config.n_steps, n)
         lr_fn = lambda step: learning_rate_at(step, float(config.learning_rate), config.lr_schedule,  # noqa: E731
                                               float(config.lr_final), float(config.lr_decay_rate), total_horizon)
         ent_fn = None

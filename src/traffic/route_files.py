@@ -339,8 +339,8 @@ def validate_route_file(
     """Check `path` against the network and the episode; its record, or RouteFileError (one line).
 
     Refused: a missing file, not XML, a root other than <routes>/<additional>, no vehicle,
-    trip, flow or person (unless `require_demand` is False: a study may keep its vTypes in a
-    file of their own), an edge or junction the network `net_file` lacks (None skips this),
+    trip, flow or person (unless `require_demand` is False: `route_file_record` only
+    describes a file), an edge or junction the network `net_file` lacks (None skips this),
     a depart that is no time, departures before `begin` or at/after `end_time` (see the
     module's departure rule; None skips the end check). The message names the scenario when
     given, and the file.
@@ -377,26 +377,6 @@ def validate_route_files(files: Iterable[PathLike], net_file: Optional[PathLike]
             for f in files]
 
 
-def validate_study(study: StudyConfig, scenario: Optional[str] = None, end_time: Optional[float] = None, *,
-                   allow_late: bool = False, begin: Optional[float] = None) -> List[RouteFileRecord]:
-    """Check a study's route files as SUMO loads them: together, against its own net and time span.
-
-    `begin` and `end_time` (the run's) win over the study's own. Each file must be valid on its own, the
-    demand may sit in any of them (vTypes often have a file of their own).
-    """
-    where = (f"scenario {scenario!r}: " if scenario else "") + "sumocfg"
-    if not study.route_files:
-        raise RouteFileError(f"{where}: names no route-files")
-    end = end_time if end_time is not None else study.end
-    start = begin if begin is not None else study.begin
-    records = [validate_route_file(f, study.net_file, end, begin=start, scenario=scenario,
-                                   allow_late=allow_late, require_demand=False) for f in study.route_files]
-    if not any(r.vehicles or r.persons or r.first_departure is not None for r in records):
-        raise RouteFileError(f"{where}: its route files {', '.join(r.path for r in records)} hold no vehicle, "
-                             "trip, flow or person: nothing to simulate")
-    return records
-
-
 def route_file_record(path: PathLike) -> RouteFileRecord:
     """The record of a file without checking it against a network or an episode (for logging)."""
     return validate_route_file(path, None, None, require_demand=False)
@@ -428,9 +408,3 @@ def route_file_for_episode(files: Sequence[PathLike], episode: int, order: str =
     if order == "sequential" or n == 1:
         return Path(files[k % n])
     return Path(files[_shuffled(n, int(seed), k // n)[k % n]])
-
-
-def rotation_schedule(files: Sequence[PathLike], episodes: int, order: str = "sequential",
-                      seed: int = 0) -> List[Path]:
-    """The files of episodes 0 .. episodes-1 (for logs and the run record)."""
-    return [route_file_for_episode(files, k, order, seed) for k in range(episodes)]
