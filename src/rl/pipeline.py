@@ -40,7 +40,7 @@ from src.tracking.datasets import route_file_datasets, scenario_list_dataset
 from src.tracking.delivery import since, use_short_http_budget
 from src.tracking.registry import ModelResolutionError, resolve_model_uri
 from src.tracking.route_records import log_route_files
-from src.tracking.run import TrainingRun, flatten, git_commit
+from src.tracking.run import NOTE_TAG, TrainingRun, flatten, git_commit
 from src.tracking.store import REPO_ROOT, check_artifact_location, ensure_store, resolve_tracking_uri
 from src.tracking.tracker import NullTracker, Tracker
 
@@ -301,6 +301,9 @@ def _train(mode: str, plan: _Plan, model_dir: Path, network_dir: Path, resumed_m
             "resumed_from_model_version": f"{plan.resumed.registered_name}/{plan.resumed.version}"
             if plan.resumed and plan.resumed.version else None,
             "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+            NOTE_TAG: f"Batch {plan.batch} (index {batch_index}) on {', '.join(names)}: steps {start_steps} -> "
+                      f"{target_steps}" + (f", resumed from {plan.resume_uri}" if plan.resume_uri else "")
+                      + f". {description}.",
         })
         run.log_config(model_dir / "resolved_config.yaml", plan.scenarios, plan.source_files, model_dir)
         route_records = log_route_files(run, plan.scenarios, model_dir)  # recorded demand: checksums, small files whole

@@ -24,10 +24,11 @@ def scenario_list_dataset(scenarios: Sequence[Mapping[str, Any]], scenarios_file
     import mlflow.data
     import pandas as pd
 
-    rows = [{key: json.dumps(value) if isinstance(value, (list, dict)) else value for key, value in s.items()}
+    # text columns: a scenario's values are settings, not numbers to validate
+    rows = [{key: json.dumps(value) if isinstance(value, (list, dict)) else str(value) for key, value in s.items()}
             for s in scenarios]
     name = Path(scenarios_file).stem if scenarios_file else "scenarios"
-    source = str(Path(scenarios_file).resolve()) if scenarios_file else name
+    source = _local_source(Path(scenarios_file)) if scenarios_file else name
     dataset = mlflow.data.from_pandas(pd.DataFrame(rows), source=source, name=name)
     return {**dataset.to_dict(), "tags": {CONTEXT_TAG: context}}
 
@@ -36,17 +37,28 @@ def route_file_datasets(route_records: Mapping[str, Sequence[Mapping[str, Any]]]
                         context: str = "training") -> List[Dict[str, Any]]:
     """Each route file of each recorded-demand scenario: named `<scenario>/<file>`, digest the
     start of its sha256 (the full one is in `route_files/<scenario>.json`), source its path."""
-    from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.meta_dataset import MetaDataset
 
     found = []
     for scenario, records in route_records.items():
         for record in records:
-            dataset = MetaDataset(resolve_dataset_source(str(record["path"])),
+            dataset = MetaDataset(_local_source(Path(record["path"])),
                                   name=f"{scenario}/{Path(record['path']).name}", digest=record["sha256"][:12])
             found.append({**dataset.to_dict(), "tags": {CONTEXT_TAG: context, "scenario": scenario,
                                                         "vehicles": str(record.get("vehicles"))}})
     return found
+
+
+def _local_source(path: Path) -> Any:
+    """MLflow's source for a local file (it warns that two of its own classes could read a
+    local path, and picks the same one either way)."""
+    import warnings
+
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return resolve_dataset_source(str(path.resolve()))
 
 
 def log_dataset_inputs(client: Any, run_id: str, datasets: Sequence[Mapping[str, Any]]) -> None:

@@ -338,6 +338,9 @@ class Courier:
             self._stopped = True
             self._cond.notify_all()
         self._thread.join(timeout=1.0)
+        if not self._thread.is_alive():  # else the process is about to end and closes them
+            self._reader.close()
+            self._lock_handle.close()
 
 
 def since(timestamp: float) -> str:

@@ -1,0 +1,166 @@
+"""A tracking server that goes away loses nothing: a real `mlflow server` on loopback is stopped
+while the real training script runs, and what the run holds afterwards is compared with what
+training wrote to its model folder (progress.csv, checkpoints, the final model).
+
+MLflow's HTTP client is told to give up at once (MLFLOW_HTTP_REQUEST_MAX_RETRIES=0), so every
+outage here outlasts the client's own retry budget and only our journal carries the records.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from conftest import REPO_ROOT, artifact_paths, python, subprocess_env
+from test_faults import Training, execution_file
+from test_platform import run_id_from, scenario
+
+ONE_SCENARIO = [scenario("outage", 150, 41, "shortest 100")]
+NO_CLIENT_RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0",
+                     "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+
+
+class TrackingServer:
+    """`mlflow server` on 127.0.0.1 with a SQLite store and proxied artifacts in `root`."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.proc = None
+
+    def start(self, timeout: float = 120) -> float:
+        """Start and wait until it answers; returns the seconds that took."""
+        started = time.monotonic()
+        self.proc = subprocess.Popen(
+            [str(Path(python()).with_name("mlflow")), "server", "--backend-store-uri", f"sqlite:///{self.root / 'server.db'}",
+             "--artifacts-destination", str(self.root / "artifacts"), "--host", "127.0.0.1", "--port", str(self.port),
+             "--workers", "1"],
+            stdout=open(self.root / "server.log", "a"), stderr=subprocess.STDOUT, start_new_session=True,
+            env=subprocess_env())
+        while time.monotonic() - started < timeout:
+            try:
+                with urllib.request.urlopen(f"{self.uri}/health", timeout=1) as answer:
+                    if answer.status == 200:
+                        return time.monotonic() - started
+            except OSError:
+                time.sleep(0.2)
+            assert self.proc.poll() is None, (self.root / "server.log").read_text()[-2000:]
+        raise AssertionError(f"mlflow server did not answer within {timeout} s")
+
+    def stop(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+        self.proc = None
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    server = TrackingServer(tmp_path_factory.mktemp("tracking_server"))
+    server.start()
+    yield server
+    if server.proc is not None:
+        server.stop()
+
+
+@pytest.fixture()
+def impatient_client(monkeypatch):
+    for key, value in NO_CLIENT_RETRIES.items():
+        monkeypatch.setenv(key, value)
+
+
+def progress_points(model_dir: Path) -> dict:
+    """progress.csv as {metric: [(step, value), ...]} (what SB3 dumped, row by row)."""
+    points = {}
+    with open(model_dir / "progress.csv") as handle:
+        for row in csv.DictReader(handle):
+            step = int(float(row["time/total_timesteps"]))
+            for key, value in row.items():
+                if value not in ("", None):
+                    points.setdefault(key, []).append((step, float(value)))
+    return points
+
+
+def assert_history_equals_progress(client: MlflowClient, run_id: str, model_dir: Path) -> None:
+    expected = progress_points(model_dir)
+    assert "train/approx_kl" in expected and len(expected["time/total_timesteps"]) >= 2
+    for key, points in expected.items():
+        history = sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+        assert [s for s, _ in history] == [s for s, _ in points], key
+        assert [v for _, v in history] == pytest.approx([v for _, v in points], rel=1e-6), key
+
+
+def test_server_stopped_and_restarted_mid_training_loses_no_point(tmp_path, server, impatient_client):
+    job = Training(tmp_path, server.uri, ["--timesteps", "96", "--checkpoint-freq", "16"], ONE_SCENARIO)
+    job.wait_for("approx_kl")  # the first update is logged: training runs
+    server.stop()
+    stopped = time.monotonic()
+    job.wait_for("unreachable since")
+    restart_s = server.start()
+    output = job.finish()
+    outage_s = time.monotonic() - stopped
+    assert job.proc.returncode == 0, output[-3000:]
+    assert output.count("unreachable since") == 1 and "is back after" in output, output[-3000:]
+    during = output.split("unreachable since", 1)[1].split("is back after", 1)[0]
+    assert "episode done" in during  # training went on while the server was away
+    assert outage_s > restart_s > 1
+    client = MlflowClient(tracking_uri=server.uri)
+    run = client.get_run(run_id_from(output))
+    assert run.info.status == "FINISHED"
+    model_dir = Path(run.data.tags["model_dir"])
+    assert_history_equals_progress(client, run.info.run_id, model_dir)
+    saved = {f"checkpoints/{p.name}" for p in (model_dir / "checkpoints").glob("*.zip")}
+    assert len(saved) >= 6 and saved <= artifact_paths(server.uri, run.info.run_id, "checkpoints")
+    assert client.get_model_version("grid3_small", run.data.tags["registered_version"]).run_id == run.info.run_id
+
+
+def test_outage_past_the_end_exits_4_and_sync_delivers_and_registers(tmp_path, server, impatient_client):
+    execution = execution_file(tmp_path, tracking_wait_s=1)
+    (tmp_path / "b").mkdir()
+    job = Training(tmp_path, server.uri, ["--timesteps", "64", "--execution", str(execution)], ONE_SCENARIO)
+    killed = Training(tmp_path / "b", server.uri, ["--timesteps", "100000", "--execution", str(execution)],
+                      ONE_SCENARIO)
+    job.wait_for("MLflow run ")
+    killed.wait_for("MLflow run ")
+    server.stop()
+    killed.wait_for("approx_kl")  # an update in the outage
+    killed.signal_group(signal.SIGTERM)
+    interrupted_at = time.monotonic()
+    killed_output = killed.finish()
+    assert killed.proc.returncode == 3, killed_output[-3000:]  # SIGTERM in an outage: saved, exit 3, quickly
+    assert time.monotonic() - interrupted_at < 30
+    output = job.finish()
+    assert job.proc.returncode == 4, output[-3000:]
+    assert "NOT COMPLETE" in output and "rl/sync.py" in output and "Traceback" not in output
+    model_dirs = [Path(line.split()[-1]) for line in (output + killed_output).splitlines() if "rl/sync.py " in line
+                  and line.startswith("deliver them")]
+    assert len(model_dirs) == 2 and all((d / "final_model.zip").is_file() for d in model_dirs)
+
+    server.start()
+    sync = subprocess.run([python(), "rl/sync.py", *map(str, model_dirs)], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=300, env=subprocess_env())
+    assert sync.returncode == 0 and sync.stdout.count("registered model 'grid3_small' version") == 2, \
+        sync.stdout + sync.stderr
+    run_ids = [line.split()[1] for line in sync.stdout.splitlines() if line.startswith("run ")]
+    client = MlflowClient(tracking_uri=server.uri)
+    for model_dir, run_id, status, interrupted in zip(model_dirs, run_ids, ("FINISHED", "KILLED"), ("false", "true")):
+        run = client.get_run(run_id)
+        assert run.info.status == status and run.data.params["total_timesteps"] in ("64", "100000")
+        assert_history_equals_progress(client, run_id, model_dir)
+        assert {"model/final_model.zip", "config/resolved_config.yaml"} <= artifact_paths(server.uri, run_id)
+        version = client.get_model_version("grid3_small", run.data.tags["registered_version"])
+        assert version.run_id == run_id and version.tags["interrupted"] == interrupted
+    again = subprocess.run([python(), "rl/sync.py", *map(str, model_dirs)], cwd=REPO_ROOT, capture_output=True,
+                           text=True, timeout=120, env=subprocess_env())
+    assert again.returncode == 0 and again.stdout.count("every record is delivered") == 2
