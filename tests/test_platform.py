@@ -108,8 +108,8 @@ def test_mlflow_ui_reads_it_as_model_training(batch_one):
         ["name", "num_vehicles", "private_traffic_seed", "public_traffic_seed", "routing_strategy"])
     mlflow.set_tracking_uri(store)
     signature = mlflow.models.get_model_info(run.data.tags["policy_model_uri"]).signature
-    assert signature.inputs.to_dict()[0]["tensor-spec"]["shape"] == [-1, 232]
-    assert signature.outputs.to_dict()[0]["tensor-spec"]["shape"] == [-1, 18]
+    assert list(signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == [-1, 232]
+    assert list(signature.outputs.to_dict()[0]["tensor-spec"]["shape"]) == [-1, 18]
     assert "Add type hints" not in proc.stderr and "input example" not in proc.stderr
     assert run.data.tags["registered_version"] == "1" and run.data.tags["registered_model"] == "tiny_policy"
     assert run.data.tags["mlflow.note.content"].startswith("Batch batch1 (index 0) on b1_shortest, b1_realtime")

@@ -52,7 +52,8 @@ def is_outage(err: BaseException) -> bool:
 
     if isinstance(err, MlflowException):
         return err.get_http_status_code() >= 500
-    return not isinstance(err, (FileNotFoundError, ValueError, TypeError, KeyError))
+    # connection refused, timeouts (requests' errors are OSErrors too); a missing file is not
+    return isinstance(err, OSError) and not isinstance(err, FileNotFoundError)
 
 
 class Journal:
@@ -171,7 +172,7 @@ def _inputs(ctx: "Delivery", record: Mapping[str, Any]) -> None:
 
 
 def _policy(ctx: "Delivery", record: Mapping[str, Any]) -> None:
-    from src.tracking.run import log_policy_model
+    from src.tracking.pyfunc import log_policy_model
 
     version, uri = log_policy_model(ctx.client, ctx.run_id, Path(record["model_zip"]), record.get("model_name"),
                                     record.get("version_tags") or {}, record.get("alias"),
