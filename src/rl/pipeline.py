@@ -433,7 +433,11 @@ def _print_summary(outcome: TrainingOutcome, model_name: str, run: Tracker) -> N
         return
     print(f"MLflow run {outcome.run_id}; registered model {model_name!r} version {outcome.registered_version}")
     print(f"resume later with: --resume-from models:/{model_name}/{outcome.registered_version}")
-    print(f"open the UI with: mlflow ui --backend-store-uri {run.tracking_uri}")
+    page = f"#/experiments/{getattr(run, 'experiment_id', '')}?workflowType=machine_learning"
+    if str(run.tracking_uri).startswith(("http://", "https://")):
+        print(f"open the UI at: {run.tracking_uri}/{page}")
+    else:
+        print(f"open the UI with: mlflow ui --backend-store-uri {run.tracking_uri}  then http://127.0.0.1:5000/{page}")
 
 
 def _first_line(err: BaseException) -> str:
