@@ -37,7 +37,7 @@ from src.rl.vec_env import EnvWorkerError
 from src.tracking.lineage import (BatchPlan, LineageError, chain_alias, new_chain_id, plan_chain_batch,
                                   version_tags)
 from src.tracking.datasets import route_file_datasets, scenario_list_dataset
-from src.tracking.delivery import since, use_short_http_budget
+from src.tracking.delivery import is_outage, since, use_short_http_budget
 from src.tracking.registry import ModelResolutionError, resolve_model_uri
 from src.tracking.route_records import log_route_files
 from src.tracking.run import NOTE_TAG, TrainingRun, flatten, git_commit
@@ -190,7 +190,11 @@ def _prepare(args: argparse.Namespace, mode: str, config, source_files) -> _Plan
     except LocationError as err:
         raise UserError(str(err)) from None
     except MlflowException as err:
-        raise UserError(f"MLflow store {resolve_tracking_uri(args.tracking_uri)}: {_first_line(err)}") from None
+        uri = resolve_tracking_uri(args.tracking_uri)
+        if is_outage(err):
+            raise UserError(f"MLflow tracking server {uri} is unreachable, nothing was started: start it, point "
+                            f"MLFLOW_TRACKING_URI elsewhere or train with --no-mlflow ({_first_line(err)[:160]})") from None
+        raise UserError(f"MLflow store {uri}: {_first_line(err)}") from None
 
     plan.resume_uri = args.resume_from
     chain_id = getattr(args, "chain_id", None)
@@ -431,8 +435,11 @@ def _print_summary(outcome: TrainingOutcome, model_name: str, run: Tracker) -> N
               f"{outcome.model_dir / 'tracking'} (params, metrics, artifacts, model registration)")
         print(f"deliver them when the server is back with: {Path(sys.executable).name} rl/sync.py {outcome.model_dir}")
         return
-    print(f"MLflow run {outcome.run_id}; registered model {model_name!r} version {outcome.registered_version}")
-    print(f"resume later with: --resume-from models:/{model_name}/{outcome.registered_version}")
+    if outcome.registered_version is None:
+        print(f"MLflow run {outcome.run_id}; the model was NOT registered (see the warning above)")
+    else:
+        print(f"MLflow run {outcome.run_id}; registered model {model_name!r} version {outcome.registered_version}")
+        print(f"resume later with: --resume-from models:/{model_name}/{outcome.registered_version}")
     page = f"#/experiments/{getattr(run, 'experiment_id', '')}?workflowType=machine_learning"
     if str(run.tracking_uri).startswith(("http://", "https://")):
         print(f"open the UI at: {run.tracking_uri}/{page}")

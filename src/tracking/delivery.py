@@ -8,8 +8,10 @@ lasts), one warning line says since when, and delivery resumes where it stopped 
 server answers. `delivered` holds how many lines reached the server, so `rl/sync.py <model
 folder>` can deliver the rest after the job ended (`deliver_pending`).
 
-A record that the server refuses (a 4xx answer, a file that is gone) is skipped with a
-warning; anything else (connection refused, timeouts, 5xx) is an outage and is retried.
+Connection errors, timeouts and 5xx answers are an outage: the record is retried until it
+gets through. A record the server refuses (a 4xx answer) or that cannot be made (a file that
+is gone, an error of ours) is skipped with a warning, so one bad record never holds back the
+ones behind it.
 """
 
 from __future__ import annotations
@@ -38,8 +40,11 @@ HTTP_BUDGET = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BACK
 
 
 def use_short_http_budget() -> None:
+    """`HTTP_BUDGET`, and no urllib3 warning per retried request: an outage is reported once,
+    by the courier, not once per call."""
     for key, value in HTTP_BUDGET.items():
         os.environ.setdefault(key, value)
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
 
 
 class Unreachable(Exception):
@@ -202,7 +207,7 @@ def describe(record: Mapping[str, Any]) -> str:
 class Delivery:
     """Delivers the journal's records to one run, in order (used by the courier and rl/sync.py)."""
 
-    def __init__(self, client: Any, run_id: str, journal: Journal) -> None:
+    def __init__(self, client: Any, run_id: str, journal: Optional[Journal]) -> None:
         self.client = client
         self.run_id = run_id
         self.journal = journal
