@@ -169,3 +169,16 @@ def test_one_outage_three_trainings_nothing_lost(tmp_path, server, impatient_cli
     again = subprocess.run([python(), "rl/sync.py", *map(str, model_dirs)], cwd=REPO_ROOT, capture_output=True,
                            text=True, timeout=120, env=subprocess_env())
     assert again.returncode == 0 and again.stdout.count("every record is delivered") == 2
+
+
+def test_a_server_down_at_the_start_is_one_line_and_nothing_starts(tmp_path, impatient_client):
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.run([python(), "rl/local/train.py", "--timesteps", "32", "--models-dir", str(tmp_path / "models")],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+                          env=subprocess_env(MLFLOW_TRACKING_URI=f"http://127.0.0.1:{port}"))
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = (proc.stdout + proc.stderr).strip().splitlines()
+    assert len(lines) == 1 and f"http://127.0.0.1:{port} is unreachable, nothing was started" in lines[0], lines
+    assert not any((tmp_path / "models").glob("*"))
