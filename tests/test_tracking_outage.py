@@ -108,7 +108,7 @@ def test_one_outage_three_trainings_nothing_lost(tmp_path, server, impatient_cli
     inside it (exit 4, then rl/sync.py), `stopped` gets SIGTERM inside it (exit 3, then sync)."""
     short_wait = execution_file(tmp_path, tracking_wait_s=1)
     jobs = {}
-    for name, args in (("through", ["--timesteps", "192", "--checkpoint-freq", "32"]),
+    for name, args in (("through", ["--timesteps", "256", "--checkpoint-freq", "32"]),
                        ("past_end", ["--timesteps", "96", "--execution", str(short_wait)]),
                        ("stopped", ["--timesteps", "100000", "--execution", str(short_wait)])):
         (tmp_path / name).mkdir()
@@ -132,6 +132,7 @@ def test_one_outage_three_trainings_nothing_lost(tmp_path, server, impatient_cli
     outage_s = time.monotonic() - stopped_at
     assert jobs["through"].proc.returncode == 0, out["through"][-3000:]
     assert outage_s > restart_s > 1
+    print(f"outage {outage_s:.0f} s, of which restarting the server {restart_s:.0f} s")
 
     # the one that lived through it: one warning, training went on, then everything arrived in order
     text = out["through"]
