@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -83,6 +84,37 @@ def test_server_run_is_tracked_with_config_metrics_and_model(batch_one):
         "config/source/network/grid3_small.yaml", "config/source/scenarios/batch1.yaml"}
     version = MlflowClient(tracking_uri=store).get_model_version("tiny_policy", "1")
     assert version.run_id == run_id
+
+
+def test_mlflow_ui_reads_it_as_model_training(batch_one):
+    """MLflow 3's UI: the experiment is model training with a description, the run lists the
+    scenario list as its dataset, the registered model says what it controls, and the pyfunc
+    model has a signature (typed predict: no advice printed at registration)."""
+    import mlflow
+
+    root, store, run_id, proc = batch_one
+    client = MlflowClient(tracking_uri=store)
+    run = client.get_run(run_id)
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    described = ("network grid3_small (9 signals, up to 2 phases): cycle_splits control, network policy, "
+                 "observation size 232, action size 18")
+    assert described in experiment.tags["mlflow.note.content"]
+    assert described in client.get_registered_model("tiny_policy").description
+    assert described in client.get_model_version("tiny_policy", "1").description
+    (dataset,) = run.inputs.dataset_inputs
+    assert dataset.dataset.name == "batch1" and dataset.dataset.digest
+    assert {t.key: t.value for t in dataset.tags} == {"mlflow.data.context": "training"}
+    assert str(root / "batch1.yaml") in dataset.dataset.source
+    assert sorted(json.loads(dataset.dataset.schema)["mlflow_colspec"][k]["name"] for k in range(5)) == sorted(
+        ["name", "num_vehicles", "private_traffic_seed", "public_traffic_seed", "routing_strategy"])
+    mlflow.set_tracking_uri(store)
+    signature = mlflow.models.get_model_info(run.data.tags["policy_model_uri"]).signature
+    assert list(signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == [-1, 232]
+    assert list(signature.outputs.to_dict()[0]["tensor-spec"]["shape"]) == [-1, 18]
+    assert "Add type hints" not in proc.stderr and "input example" not in proc.stderr
+    assert run.data.tags["registered_version"] == "1" and run.data.tags["registered_model"] == "tiny_policy"
+    assert run.data.tags["mlflow.note.content"].startswith("Batch batch1 (index 0) on b1_shortest, b1_realtime")
 
 
 def test_server_envs_ran_their_own_scenarios(batch_one):

@@ -135,6 +135,12 @@ def test_route_file_scenario_trains_through_the_pipeline_and_mlflow_records_its_
     assert [r["vehicles"] for r in record["files"]] == [40, 25] and record["route_order"] == "sequential"
     assert {"route_files/recorded/routes_a.rou.xml", "route_files/recorded/routes_b.rou.xml"} <= \
         artifact_paths(mlflow_store, outcome.run_id)
+    # ... and lists them as the run's dataset inputs, with their digests, beside the scenario list
+    inputs = {d.dataset.name: d for d in client.get_run(outcome.run_id).inputs.dataset_inputs}
+    assert {n: d.dataset.digest for n, d in inputs.items() if n.startswith("recorded/")} == \
+        {f"recorded/{f.name}": hashlib.sha256(f.read_bytes()).hexdigest()[:12] for f in fx_files}
+    assert {t.key: t.value for t in inputs["recorded/routes_a.rou.xml"].tags}["mlflow.data.context"] == "training"
+    assert files["scenarios"].stem in inputs and inputs[files["scenarios"].stem].dataset.source_type == "local"
 
 
 @pytest.mark.parametrize("problem", ["unknown_edge", "empty", "not_xml", "late"])

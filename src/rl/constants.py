@@ -111,5 +111,10 @@ DEFAULT_LOG_INTERVAL = 1
 # is treated as stuck: killed and restarted. Generous: a heavy reset takes tens of seconds.
 DEFAULT_ENV_STEP_TIMEOUT_S = 600.0
 DEFAULT_MAX_ENV_RESTARTS = 3  # per env and run; one more failure ends the run with a checkpoint
+# At the end of a run, how long to wait for an unreachable tracking server (seconds without a
+# delivery) before leaving the rest of the run's records to `rl/sync.py` (exit code 4); after
+# SIGTERM at most TRACKING_WAIT_AFTER_STOP_S, well inside SLURM's kill wait.
+DEFAULT_TRACKING_WAIT_S = 60.0
+TRACKING_WAIT_AFTER_STOP_S = 10.0
 
 DEVICE_PATTERN = r"cpu|auto|mps|cuda(:\d+)?"

@@ -29,15 +29,19 @@ from src.rl.config.experiment import effective_cycle_lengths, source_of
 from src.rl.learning_curve import write_learning_curve
 from src.rl.junction_observation import PhaseSlotError
 from src.rl.route_logging import RouteFileCallback
-from src.rl.train_args import CONFIG_ROLES, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR, overrides_from
+from src.rl import constants as C
+from src.rl.train_args import (CONFIG_ROLES, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_UNDELIVERED, EXIT_USER_ERROR,
+                               overrides_from)
 from src.rl.training import TrainingResult, build_shared_network, policy_dimensions, policy_kwargs_from, train_rl_policy
 from src.rl.utils import IncompatibleModelError, load_checked_model, read_model_metadata
 from src.rl.vec_env import EnvWorkerError
 from src.tracking.lineage import (BatchPlan, LineageError, chain_alias, new_chain_id, plan_chain_batch,
                                   version_tags)
+from src.tracking.datasets import route_file_datasets, scenario_list_dataset
+from src.tracking.delivery import is_outage, since, use_short_http_budget
 from src.tracking.registry import ModelResolutionError, resolve_model_uri
 from src.tracking.route_records import log_route_files
-from src.tracking.run import TrainingRun, flatten, git_commit
+from src.tracking.run import NOTE_TAG, TrainingRun, flatten, git_commit
 from src.tracking.store import REPO_ROOT, check_artifact_location, ensure_store, resolve_tracking_uri
 from src.tracking.tracker import NullTracker, Tracker
 
@@ -66,6 +70,7 @@ class TrainingOutcome:
     interrupted: bool
     results: List[Any] = field(default_factory=list)
     already_complete: bool = False
+    undelivered: Optional[str] = None  # why the run's tracking records still wait (rl/sync.py)
 
 
 class StopSignals:
@@ -186,7 +191,11 @@ def _prepare(args: argparse.Namespace, mode: str, config, source_files) -> _Plan
     except LocationError as err:
         raise UserError(str(err)) from None
     except MlflowException as err:
-        raise UserError(f"MLflow store {resolve_tracking_uri(args.tracking_uri)}: {_first_line(err)}") from None
+        uri = resolve_tracking_uri(args.tracking_uri)
+        if is_outage(err):
+            raise UserError(f"MLflow tracking server {uri} is unreachable, nothing was started: start it, point "
+                            f"MLFLOW_TRACKING_URI elsewhere or train with --no-mlflow ({_first_line(err)[:160]})") from None
+        raise UserError(f"MLflow store {uri}: {_first_line(err)}") from None
 
     plan.resume_uri = args.resume_from
     chain_id = getattr(args, "chain_id", None)
@@ -282,9 +291,13 @@ def _train(mode: str, plan: _Plan, model_dir: Path, network_dir: Path, resumed_m
         logger.info("model folder: %s", model_dir)
         if plan.resumed:
             logger.info("resuming from %s (%s) at step %d", plan.resume_uri, plan.resumed.local_path, start_steps)
+        dims = policy_dimensions(config, network_dir)
+        description = (f"PPO traffic-signal policy on network {Path(plan.source_files.get('network', plan.experiment)).stem}"
+                       f" ({dims['signals']} signals, up to {dims['max_phases']} phases): {config.control_mode} control, "
+                       f"{config.sharing} policy, observation size {dims['observation']}, action size {dims['action']}")
         if plan.store is not None:
             run = TrainingRun(plan.experiment, run_name=f"{plan.batch}_b{batch_index}_{start_steps}-{target_steps}",
-                              tracking_uri=plan.store)
+                              tracking_uri=plan.store, journal_dir=model_dir / "tracking", description=description)
         ran = replace(config, single_env=plan.single_env)
         run.log_params(flatten({k: v for k, v in ran.to_dict().items() if k not in ("scenarios", "source_files")}))
         run.log_params({"scenario_names": ",".join(names), "num_scenarios": len(names), "mode": mode})
@@ -297,9 +310,14 @@ def _train(mode: str, plan: _Plan, model_dir: Path, network_dir: Path, resumed_m
             "resumed_from_model_version": f"{plan.resumed.registered_name}/{plan.resumed.version}"
             if plan.resumed and plan.resumed.version else None,
             "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+            NOTE_TAG: f"Batch {plan.batch} (index {batch_index}) on {', '.join(names)}: steps {start_steps} -> "
+                      f"{target_steps}" + (f", resumed from {plan.resume_uri}" if plan.resume_uri else "")
+                      + f". {description}.",
         })
         run.log_config(model_dir / "resolved_config.yaml", plan.scenarios, plan.source_files, model_dir)
-        log_route_files(run, plan.scenarios, model_dir)  # recorded demand: checksums, small files whole
+        route_records = log_route_files(run, plan.scenarios, model_dir)  # recorded demand: checksums, small files whole
+        run.log_datasets([scenario_list_dataset(plan.scenarios, plan.source_files.get("scenarios")),
+                          *route_file_datasets(route_records)])
         stop.check("before training started")
         lineage = {"chain_id": chain_id, "batch_index": batch_index}
         results, failure = _train_groups(mode, plan, config, model_dir, network_dir, run, stop, lineage)
@@ -317,23 +335,25 @@ def _train(mode: str, plan: _Plan, model_dir: Path, network_dir: Path, resumed_m
         tags = version_tags(chain_id, batch_index, plan.batch, steps, start_steps, target_steps, interrupted,
                             parent_version, failure)
         alias = None if interrupted else chain_alias(chain_id)
-        version, model_uri = run.log_policy(final_path, plan.model_name, tags, alias)
-        run.set_tags({"registered_model": plan.model_name, "registered_version": version,
-                      "interrupted": interrupted, "policy_model_uri": model_uri,
-                      "mlflow.runName": f"{plan.batch}_b{batch_index}_{start_steps}-{steps}"})
-        outcome = TrainingOutcome(model_dir, final_path, run.run_id, version, steps, start_steps, interrupted, results)
+        run.log_policy(final_path, plan.model_name, tags, alias, description)
+        run.set_tags({"interrupted": interrupted, "mlflow.runName": f"{plan.batch}_b{batch_index}_{start_steps}-{steps}"})
+        status = "FAILED" if failure is not None else "KILLED" if stop() else "FINISHED"
+        undelivered = _end_run(run, status, config, stop)
+        version = run.results.get("registered_version")
+        outcome = TrainingOutcome(model_dir, final_path, run.run_id, version, steps, start_steps, interrupted, results,
+                                  undelivered=undelivered)
         _print_summary(outcome, plan.model_name, run)
         if failure is not None:
             raise TrainingFailed(f"{failure}; the model at the failure is saved as {final_path}"
-                                 + (f" and registered as version {version}" if version else ""))
-        status = "KILLED" if stop() else "FINISHED"
+                                 + (f" and registered as version {version}" if version else "")
+                                 + (f"; {undelivered}: deliver them with rl/sync.py {model_dir}" if undelivered else ""))
         return outcome
     except TrainingInterrupted:
         status = "KILLED"
         raise
     finally:
         try:
-            run.end(status)
+            _end_run(run, status, config, stop)
         finally:
             logging.getLogger().removeHandler(file_log)
             file_log.close()
@@ -398,13 +418,39 @@ def _add_file_logging(path: Path) -> logging.Handler:
     return handler
 
 
+def _end_run(run: Tracker, status: str, config: Any, stop: StopSignals) -> Optional[str]:
+    """End the run, waiting for the tracking server (less after SIGTERM). None when every
+    record was delivered, else why not, with the command that delivers the rest."""
+    patience = float(config.tracking_wait_s)
+    if stop():
+        patience = min(patience, C.TRACKING_WAIT_AFTER_STOP_S)
+    if run.end(status, patience):
+        return None
+    down = getattr(run, "unreachable_since", None)
+    why = f"unreachable since {since(down)}" if down else f"delivered nothing for {patience:g} s"
+    return f"tracking server {run.tracking_uri} {why}: {run.pending()} records of the run wait"
+
+
 def _print_summary(outcome: TrainingOutcome, model_name: str, run: Tracker) -> None:
     what = "model at the interruption" if outcome.interrupted else "final model"
     print(f"\n{what}: {outcome.model_path}  (steps {outcome.start_timesteps} -> {outcome.num_timesteps})")
-    if run.run_id is not None:
+    if run.run_id is None:
+        return
+    if outcome.undelivered:
+        print(f"MLflow run {outcome.run_id}: NOT COMPLETE in the store; {outcome.undelivered} in "
+              f"{outcome.model_dir / 'tracking'} (params, metrics, artifacts, model registration)")
+        print(f"deliver them when the server is back with: {Path(sys.executable).name} rl/sync.py {outcome.model_dir}")
+        return
+    if outcome.registered_version is None:
+        print(f"MLflow run {outcome.run_id}; the model was NOT registered (see the warning above)")
+    else:
         print(f"MLflow run {outcome.run_id}; registered model {model_name!r} version {outcome.registered_version}")
         print(f"resume later with: --resume-from models:/{model_name}/{outcome.registered_version}")
-        print(f"open the UI with: mlflow ui --backend-store-uri {run.tracking_uri}")
+    page = f"#/experiments/{getattr(run, 'experiment_id', '')}?workflowType=machine_learning"
+    if str(run.tracking_uri).startswith(("http://", "https://")):
+        print(f"open the UI at: {run.tracking_uri}/{page}")
+    else:
+        print(f"open the UI with: mlflow ui --backend-store-uri {run.tracking_uri}  then http://127.0.0.1:5000/{page}")
 
 
 def _first_line(err: BaseException) -> str:
@@ -413,9 +459,11 @@ def _first_line(err: BaseException) -> str:
 
 
 def main(args: argparse.Namespace, mode: str, config=None, source_files: Optional[Dict[str, str]] = None) -> int:
-    """Run the pipeline; exit 0 done, 1 failed (saved what it had), 2 user error, 3 interrupted."""
+    """Run the pipeline; exit 0 done, 1 failed (saved what it had), 2 user error, 3 interrupted,
+    4 done but the tracking server was unreachable at the end (rl/sync.py delivers the run)."""
     logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
                         format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    use_short_http_budget()
     try:
         outcome = run_training(args, mode, config, source_files)
     except UserError as err:
@@ -427,4 +475,10 @@ def main(args: argparse.Namespace, mode: str, config=None, source_files: Optiona
     except TrainingFailed as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FAILED
-    return EXIT_INTERRUPTED if outcome.interrupted else EXIT_OK
+    if outcome.interrupted:
+        return EXIT_INTERRUPTED
+    if outcome.undelivered:
+        print(f"error: trained and saved in {outcome.model_dir}, but {outcome.undelivered}; "
+              f"deliver them with: rl/sync.py {outcome.model_dir}", file=sys.stderr)
+        return EXIT_UNDELIVERED
+    return EXIT_OK

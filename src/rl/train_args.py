@@ -11,8 +11,9 @@ from __future__ import annotations
 import argparse
 from typing import Any, Dict
 
-#: Exit codes of the training scripts (the SLURM script and chains rely on them).
-EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 3
+#: Exit codes of the training scripts (the SLURM script and chains rely on them). 4: trained
+#: and saved, but the tracking server was unreachable at the end: `rl/sync.py` delivers the run.
+EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR, EXIT_INTERRUPTED, EXIT_UNDELIVERED = 0, 1, 2, 3, 4
 
 CONFIG_ROLES = ("network", "scenarios", "algorithm", "reward", "execution")
 DEFAULT_CONFIGS = {

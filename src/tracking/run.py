@@ -1,40 +1,38 @@
 """One MLflow run per training or evaluation invocation, logged from the main process only.
 
-Metrics are buffered and written with `log_batch` (one call costs ~3 ms on SQLite and
-~50 ms over HTTP), so tracking stays a small share of training time. SubprocVecEnv
-workers never talk to MLflow: episode metrics reach this process through `infos`.
+Metrics are buffered and sent in batches (one `log_batch` costs ~3 ms on SQLite and ~50 ms
+over HTTP); a training run sends everything through its journal and courier
+(`src/tracking/delivery.py`), so the server's speed or absence never holds training up.
+SubprocVecEnv workers never talk to MLflow: episode metrics reach this process through `infos`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import numbers
 import os
 import subprocess
-import tempfile
 import time
-import warnings
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import mlflow
 import yaml
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunTag
 from stable_baselines3.common.logger import KVWriter
 
-from src.rl.normalization import NORMALIZATION_NAME, read_normalization
+from src.tracking.delivery import BATCH_LIMIT, DELIVER, Courier, Delivery, Journal
 from src.tracking.store import REPO_ROOT, ensure_experiment, ensure_store
 
 logger = logging.getLogger(__name__)
 
 #: The experiment `mlflow run` uses when none is named.
 DEFAULT_EXPERIMENT_ID = "0"
-#: MLflow limits: entities per log_batch call and characters per param value.
-BATCH_LIMIT = 900
+#: MLflow's limit of characters per param value.
 PARAM_VALUE_LIMIT = 6000
+#: The experiment's description (what MLflow's UI shows as its note) and a child run's parent.
+NOTE_TAG, PARENT_TAG = "mlflow.note.content", "mlflow.parentRunId"
 
 
 def git_commit() -> str:
@@ -46,13 +44,12 @@ def git_commit() -> str:
 
 
 class MetricsBuffer:
-    """Collects metrics and writes them in batches (every `flush_s` seconds or when full)."""
+    """Collects metrics and sends them in batches (every `flush_s` seconds or when full)."""
 
-    def __init__(self, client: MlflowClient, run_id: str, flush_s: float = 15.0) -> None:
-        self.client = client
-        self.run_id = run_id
+    def __init__(self, send: Callable[[Mapping[str, Any]], None], flush_s: float = 15.0) -> None:
+        self.send = send
         self.flush_s = flush_s
-        self.pending: List[Metric] = []
+        self.pending: List[list] = []
         self.last_flush = time.monotonic()
         self.calls = 0
 
@@ -61,7 +58,7 @@ class MetricsBuffer:
         for key, value in values.items():
             if value is None or not math.isfinite(float(value)):
                 continue
-            self.pending.append(Metric(key, float(value), now_ms, int(step)))
+            self.pending.append([key, float(value), now_ms, int(step)])
         if len(self.pending) >= BATCH_LIMIT or time.monotonic() - self.last_flush >= self.flush_s:
             self.flush()
 
@@ -69,9 +66,9 @@ class MetricsBuffer:
         self.add(step, values)
 
     def flush(self) -> None:
-        while self.pending:
-            chunk, self.pending = self.pending[:BATCH_LIMIT], self.pending[BATCH_LIMIT:]
-            self.client.log_batch(self.run_id, metrics=chunk)
+        if self.pending:
+            self.send({"op": "metrics", "metrics": self.pending})
+            self.pending = []
             self.calls += 1
         self.last_flush = time.monotonic()
 
@@ -111,14 +108,19 @@ def flatten(data: Any, prefix: str = "") -> Dict[str, str]:
     return items
 
 
-def start_run(experiment_name: str, run_name: str, tracking_uri: Optional[str] = None):
+def start_run(experiment_name: str, run_name: str, tracking_uri: Optional[str] = None) -> Tuple[str, str, str]:
     """Open an MLflow run on the chosen store (registry included), in our experiment, named ours.
+    Returns (run id, tracking URI, experiment id).
 
+    The run is made with the client, not as MLflow's "active run": nothing ends it behind our
+    back (MLflow ends an active run FINISHED at exit), and the courier thread logs to it.
     Under `mlflow run` (MLFLOW_RUN_ID set) its run is used when the user chose its
     experiment (`mlflow run --experiment-name`); without one `mlflow run` lands in
     `Default`, so our own run is opened in `experiment_name` and the launcher's run gets a
     `training_run_id` tag.
     """
+    from mlflow.tracking.context.registry import resolve_tags
+
     uri = ensure_store(tracking_uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
@@ -127,44 +129,74 @@ def start_run(experiment_name: str, run_name: str, tracking_uri: Optional[str] =
     if launcher_id:
         launcher = client.get_run(launcher_id)
         if launcher.info.experiment_id != DEFAULT_EXPERIMENT_ID:
-            run = mlflow.start_run(run_id=launcher_id)
             client.set_tag(launcher_id, "mlflow.runName", run_name)
-            return run, uri
+            return launcher_id, uri, launcher.info.experiment_id
         del os.environ["MLFLOW_RUN_ID"]  # our own run below; the launcher keeps its own
         os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
-    mlflow.set_experiment(experiment_id=ensure_experiment(uri, experiment_name))
-    run = mlflow.start_run(run_name=run_name)
+    experiment_id = ensure_experiment(uri, experiment_name)
+    run = client.create_run(experiment_id, tags=resolve_tags(), run_name=run_name)
     if launcher_id:
         client.set_tag(launcher_id, "training_run_id", run.info.run_id)
         client.set_tag(launcher_id, "training_experiment", experiment_name)
         client.set_tag(run.info.run_id, "launcher_run_id", launcher_id)
-    return run, uri
+    return run.info.run_id, uri, experiment_id
 
 
 class TrainingRun:
     """Lifecycle of one MLflow run (the MLflow `Tracker`): a training run, or an evaluation's
-    parent run and the child runs nested in it."""
+    parent run and the child runs nested in it.
 
-    def __init__(self, experiment_name: str, run_name: str, tracking_uri: Optional[str] = None) -> None:
-        run, uri = start_run(experiment_name, run_name, tracking_uri)
-        self._attach(run, uri)
-        logger.info("MLflow run %s in experiment %r (%s)", self.run_id, experiment_name, self.tracking_uri)
+    With `journal_dir` (training: `<model folder>/tracking`) every record goes through the
+    journal and a background courier (src/tracking/delivery.py): training never waits for
+    the server and nothing is lost while it is unreachable. Without it (evaluation) each
+    call is delivered at once. `description` describes the experiment when it has none.
+    """
 
-    def _attach(self, run: Any, tracking_uri: str) -> None:
-        self.run, self.tracking_uri = run, tracking_uri
+    def __init__(self, experiment_name: str, run_name: str, tracking_uri: Optional[str] = None,
+                 journal_dir: Optional[Path] = None, description: Optional[str] = None) -> None:
+        run_id, uri, experiment_id = start_run(experiment_name, run_name, tracking_uri)
+        self._attach(run_id, uri, experiment_id)
+        experiment = self.client.get_experiment(experiment_id)
+        self._experiment_name = experiment.name
+        if description and not experiment.tags.get(NOTE_TAG):
+            self.client.set_experiment_tag(experiment_id, NOTE_TAG, description)
+        if journal_dir is not None:
+            self.courier = Courier(self.client, run_id, Journal.create(journal_dir, uri, run_id, experiment.name), uri)
+        logger.info("MLflow run %s in experiment %r (%s)", self.run_id, self._experiment_name, self.tracking_uri)
+
+    def _attach(self, run_id: str, tracking_uri: str, experiment_id: str) -> None:
+        self.tracking_uri, self.run_id, self.experiment_id = tracking_uri, run_id, experiment_id
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-        self.run_id = run.info.run_id
-        self.metrics = MetricsBuffer(self.client, self.run_id)
+        self.courier: Optional[Courier] = None
+        self._now = Delivery(self.client, run_id, journal=None)
+        self.metrics = MetricsBuffer(self._send)
+        self.ended = False
+
+    def _send(self, record: Mapping[str, Any]) -> None:
+        """Through the courier (training), else delivered now; an error then is the caller's."""
+        if self.courier is not None:
+            self.courier.send(record)
+        else:
+            DELIVER[record["op"]](self._now, record)
 
     @property
     def experiment_name(self) -> str:
-        return self.client.get_experiment(self.run.info.experiment_id).name
+        return self._experiment_name
+
+    @property
+    def results(self) -> Dict[str, Any]:
+        """What delivering produced so far (`registered_version`, `policy_model_uri`)."""
+        return self.courier.results if self.courier is not None else self._now.results
 
     def child(self, run_name: str) -> "TrainingRun":
-        """A run nested under this one; MLflow nests under the active run, so this run must be
-        the active one and the child must end before it."""
+        """A run nested under this one (MLflow's parent tag); it must end before this one."""
+        from mlflow.tracking.context.registry import resolve_tags
+
+        run = self.client.create_run(self.experiment_id, tags=resolve_tags({PARENT_TAG: self.run_id}),
+                                     run_name=run_name)
         child = object.__new__(TrainingRun)
-        child._attach(mlflow.start_run(run_name=run_name, nested=True), self.tracking_uri)
+        child._attach(run.info.run_id, self.tracking_uri, self.experiment_id)
+        child._experiment_name = self._experiment_name
         return child
 
     def find_run(self, tags: Mapping[str, str]) -> Optional[str]:
@@ -186,24 +218,11 @@ class TrainingRun:
         return [MLflowOutputFormat(self.metrics)]
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        """Log the values that ran. A key the run already holds (a `mlflow run` parameter) with
-        another text is logged again as `ran.<key>`, so the record never shows only the
-        launcher's spelling of a value."""
-        existing = self.client.get_run(self.run_id).data.params
-        entries = []
-        for key, value in params.items():
-            key, text = key[:250], str(value)[:PARAM_VALUE_LIMIT]
-            if key not in existing:
-                entries.append(Param(key, text))
-            elif existing[key] != text:
-                entries.append(Param(f"ran.{key}"[:250], text))
-        for start in range(0, len(entries), 100):
-            self.client.log_batch(self.run_id, params=entries[start:start + 100])
+        """The values that ran (a launcher's other spelling of a key is kept: see delivery)."""
+        self._send({"op": "params", "params": {key[:250]: str(value)[:PARAM_VALUE_LIMIT] for key, value in params.items()}})
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
-        entries = [RunTag(k, str(v)[:5000]) for k, v in tags.items() if v is not None]
-        if entries:
-            self.client.log_batch(self.run_id, tags=entries)
+        self._send({"op": "tags", "tags": {k: str(v)[:5000] for k, v in tags.items() if v is not None}})
 
     def log_config(self, resolved_config_file: Path, scenarios: Sequence[Mapping[str, Any]],
                    source_files: Mapping[str, str], out_dir: Path) -> None:
@@ -211,75 +230,67 @@ class TrainingRun:
         config_dir = Path(out_dir) / "config"
         config_dir.mkdir(parents=True, exist_ok=True)
         (config_dir / "scenarios.yaml").write_text(yaml.safe_dump({"scenarios": [dict(s) for s in scenarios]}, sort_keys=False))
-        self.client.log_artifact(self.run_id, str(resolved_config_file), "config")
-        self.client.log_artifact(self.run_id, str(config_dir / "scenarios.yaml"), "config")
+        self.log_artifact(resolved_config_file, "config")
+        self.log_artifact(config_dir / "scenarios.yaml", "config")
         for role, path in source_files.items():
             if path and Path(path).is_file():
-                self.client.log_artifact(self.run_id, str(path), f"config/source/{role}")
+                self.log_artifact(Path(path).resolve(), f"config/source/{role}")
+
+    def log_datasets(self, datasets: Sequence[Mapping[str, Any]]) -> None:
+        """Dataset inputs of the run (`src.tracking.datasets`): what it trained on, with digests."""
+        if datasets:
+            self._send({"op": "inputs", "datasets": [dict(d) for d in datasets]})
 
     def log_artifact(self, path: Path, artifact_path: Optional[str] = None) -> None:
-        self.client.log_artifact(self.run_id, str(path), artifact_path)
+        self._send({"op": "artifact", "path": str(Path(path).resolve()), "artifact_path": artifact_path})
 
     def log_artifacts(self, folder: Path, artifact_path: Optional[str] = None) -> None:
-        self.client.log_artifacts(self.run_id, str(folder), artifact_path)
+        self.log_artifact(folder, artifact_path)
 
     def log_table(self, table: Any, artifact_file: str) -> None:
+        """Evaluation only: delivered at once (a training run never logs tables)."""
         mlflow.log_table(table, artifact_file, run_id=self.run_id)
-
-    def _log_normalization(self, model_zip: Path) -> None:
-        """The normalisation statistics inside the zip, also as a readable artifact beside it."""
-        state = read_normalization(model_zip)
-        if state is None:
-            return
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / NORMALIZATION_NAME
-            path.write_text(json.dumps(state, indent=1))
-            self.client.log_artifact(self.run_id, str(path), "model")
 
     def log_policy(self, model_zip: Path, registered_model_name: Optional[str],
                    version_tags: Optional[Mapping[str, str]] = None,
-                   alias: Optional[str] = None) -> Tuple[Optional[str], str]:
+                   alias: Optional[str] = None, description: Optional[str] = None) -> Tuple[Optional[str], Optional[str]]:
         """Log the final policy as a file and as a pyfunc model; register it as a new version
-        with `version_tags`, and point `alias` at it when given.
+        with `version_tags`, and point `alias` at it when given (`log_policy_model`).
 
-        Returns (registered version or None, model URI).
+        Returns (registered version, model URI) when delivered now, else (None, None): the
+        courier delivers it, and `results` holds both once it has.
         """
-        self.client.log_artifact(self.run_id, str(model_zip), "model")
-        self._log_normalization(model_zip)
-        with warnings.catch_warnings():  # MLflow's advice on type hints / pickling does not apply here
-            warnings.simplefilter("ignore", UserWarning)
-            # imported here, under the filter: MLflow gives that advice when the class is defined,
-            # which at the top would print it on every start of a training or evaluation script
-            from src.tracking.pyfunc import TrafficPolicyModel
+        self._send({"op": "policy", "model_zip": str(Path(model_zip).resolve()), "model_name": registered_model_name,
+                    "version_tags": {k: str(v) for k, v in (version_tags or {}).items()}, "alias": alias,
+                    "description": description})
+        return self.results.get("registered_version"), self.results.get("policy_model_uri")
 
-            pyfunc_logger = logging.getLogger("mlflow.pyfunc")
-            level = pyfunc_logger.level
-            pyfunc_logger.setLevel(logging.ERROR)
+    def end(self, status: str = "FINISHED", patience_s: float = 0.0) -> bool:
+        """Close the run with `status`. With a courier: wait for the journal to be delivered
+        until `patience_s` seconds pass without a delivery, then leave the rest to
+        `rl/sync.py`. True when everything reached the server."""
+        if self.ended:
+            return self.courier is None or self.courier.pending() == 0
+        self.ended = True
+        if self.courier is None:
             try:
-                info = mlflow.pyfunc.log_model(
-                    name="policy",
-                    python_model=TrafficPolicyModel(),
-                    artifacts={"policy": str(model_zip)},
-                    registered_model_name=registered_model_name,
-                    pip_requirements=["stable-baselines3", "torch", "numpy"],
-                )
+                self.metrics.flush()
+            except Exception:
+                logger.exception("could not write the last metrics; the run ends FAILED")
+                status = "FAILED"
+                raise
             finally:
-                pyfunc_logger.setLevel(level)
-        version = getattr(info, "registered_model_version", None)
-        if version is not None and registered_model_name:
-            for key, value in (version_tags or {}).items():
-                self.client.set_model_version_tag(registered_model_name, str(version), key, str(value))
-            if alias:
-                self.client.set_registered_model_alias(registered_model_name, alias, str(version))
-        return (str(version) if version is not None else None), info.model_uri
+                self.client.set_terminated(self.run_id, status)
+            return True
+        self.metrics.flush()
+        self._send({"op": "end", "status": status})
+        delivered = self.courier.wait(patience_s)
+        self.courier.stop()
+        return delivered
 
-    def end(self, status: str = "FINISHED") -> None:
-        """Close the run with `status`; if the last metrics cannot be written it ends FAILED."""
-        try:
-            self.metrics.flush()
-        except Exception:
-            logger.exception("could not write the last metrics; the run ends FAILED")
-            status = "FAILED"
-            raise
-        finally:
-            mlflow.end_run(status=status)
+    @property
+    def unreachable_since(self) -> Optional[float]:
+        return self.courier.unreachable_since if self.courier is not None else None
+
+    def pending(self) -> int:
+        return self.courier.pending() if self.courier is not None else 0

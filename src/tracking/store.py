@@ -98,23 +98,32 @@ def new_experiment_artifact_location(uri: str, experiment_name: str) -> Optional
     return db.resolve().parent / "mlruns" / re.sub(r"[^A-Za-z0-9_.-]", "_", experiment_name)
 
 
+#: MLflow 3's UI opens an experiment in its GenAI view (traces, judges) unless it is tagged as
+#: model training (the UI's `CUSTOM_MODEL_DEVELOPMENT` kind).
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+
+
 def ensure_experiment(uri: str, experiment_name: str) -> str:
-    """The id of `experiment_name`, created (artifacts beside a SQLite store) if it is new."""
+    """The id of `experiment_name`, created (artifacts beside a SQLite store) if it is new, and
+    tagged as model training unless it says otherwise."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     client = MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name(experiment_name)
-    if experiment is not None:
-        return experiment.experiment_id
-    location = new_experiment_artifact_location(uri, experiment_name)
-    try:
-        return client.create_experiment(experiment_name, artifact_location=str(location) if location else None)
-    except MlflowException:  # created meanwhile by another job
+    if experiment is None:
+        location = new_experiment_artifact_location(uri, experiment_name)
+        try:
+            client.create_experiment(experiment_name, artifact_location=str(location) if location else None,
+                                     tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+        except MlflowException:  # created meanwhile by another job
+            pass
         experiment = client.get_experiment_by_name(experiment_name)
         if experiment is None:
-            raise
-        return experiment.experiment_id
+            raise MlflowException(f"experiment {experiment_name!r} could not be created")
+    if EXPERIMENT_KIND_TAG not in experiment.tags:
+        client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    return experiment.experiment_id
 
 
 def check_artifact_location(uri: str, experiment_name: Optional[str]) -> None:

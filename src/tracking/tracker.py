@@ -9,7 +9,7 @@ with these methods.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, List, Mapping, Optional, Protocol, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
 
 
 class Tracker(Protocol):
@@ -32,6 +32,9 @@ class Tracker(Protocol):
     def log_config(self, resolved_config_file: Path, scenarios: Sequence[Mapping[str, Any]],
                    source_files: Mapping[str, str], out_dir: Path) -> None: ...
 
+    def log_datasets(self, datasets: Sequence[Mapping[str, Any]]) -> None:
+        """What the run trained on (`src/tracking/datasets.py` records)."""
+
     def log_artifact(self, path: Path, artifact_path: Optional[str] = None) -> None: ...
 
     def log_artifacts(self, folder: Path, artifact_path: Optional[str] = None) -> None: ...
@@ -47,9 +50,19 @@ class Tracker(Protocol):
 
     def log_policy(self, model_zip: Path, registered_model_name: Optional[str],
                    version_tags: Optional[Mapping[str, str]] = None,
-                   alias: Optional[str] = None) -> Tuple[Optional[str], Optional[str]]: ...
+                   alias: Optional[str] = None, description: Optional[str] = None) -> Tuple[Optional[str], Optional[str]]:
+        """(version, model URI) when registered now, else (None, None) and later in `results`."""
 
-    def end(self, status: str = "FINISHED") -> None: ...
+    @property
+    def results(self) -> Dict[str, Any]:
+        """What delivery produced: `registered_version`, `policy_model_uri`."""
+
+    def pending(self) -> int:
+        """Records not delivered yet (a backend that can be unreachable keeps them)."""
+
+    def end(self, status: str = "FINISHED", patience_s: float = 0.0) -> bool:
+        """End the run; True when every record reached the backend (waiting up to `patience_s`
+        seconds without progress for one that is unreachable)."""
 
 
 class NullTracker:
@@ -75,6 +88,9 @@ class NullTracker:
                    source_files: Mapping[str, str], out_dir: Path) -> None:
         pass
 
+    def log_datasets(self, datasets: Sequence[Mapping[str, Any]]) -> None:
+        pass
+
     def log_artifact(self, path: Path, artifact_path: Optional[str] = None) -> None:
         pass
 
@@ -92,8 +108,15 @@ class NullTracker:
 
     def log_policy(self, model_zip: Path, registered_model_name: Optional[str],
                    version_tags: Optional[Mapping[str, str]] = None,
-                   alias: Optional[str] = None) -> Tuple[Optional[str], Optional[str]]:
+                   alias: Optional[str] = None, description: Optional[str] = None) -> Tuple[Optional[str], Optional[str]]:
         return None, None
 
-    def end(self, status: str = "FINISHED") -> None:
-        pass
+    @property
+    def results(self) -> Dict[str, Any]:
+        return {}
+
+    def pending(self) -> int:
+        return 0
+
+    def end(self, status: str = "FINISHED", patience_s: float = 0.0) -> bool:
+        return True

@@ -109,6 +109,7 @@ class ExperimentConfig:
     sumo_seed: int = P.DEFAULT_SUMO_SEED
     env_step_timeout_s: float = C.DEFAULT_ENV_STEP_TIMEOUT_S
     max_env_restarts: int = C.DEFAULT_MAX_ENV_RESTARTS
+    tracking_wait_s: float = C.DEFAULT_TRACKING_WAIT_S
     eval_scenarios: Optional[str] = C.DEFAULT_EVAL_SCENARIOS
     eval_sumo_seed: Optional[int] = C.DEFAULT_EVAL_SUMO_SEED
     # provenance (not compared, not saved as keys): the files read, and which one set each key

@@ -57,7 +57,7 @@ EXECUTION_KEYS: FrozenSet[str] = frozenset({
     "total_timesteps", "checkpoint_freq", "eval_freq", "n_eval_episodes",
     "early_stopping_patience", "early_stopping_min_delta", "begin", "end_time", "parallel_envs",
     "single_env", "experiment_name", "model_name", "models_dir", "device", "log_interval",
-    "sumo_seed", "env_step_timeout_s", "max_env_restarts", "eval_scenarios", "eval_sumo_seed",
+    "sumo_seed", "env_step_timeout_s", "max_env_restarts", "eval_scenarios", "eval_sumo_seed", "tracking_wait_s",
 }) | ALGORITHM_EXECUTION_SHARED_KEYS
 # Top-level keys each file may hold.
 GROUP_KEYS: Dict[str, FrozenSet[str]] = {
@@ -218,6 +218,7 @@ KEY_CHECKS: Dict[str, Callable[[Any], Any]] = {
     "log_interval": integer(1),
     "env_step_timeout_s": number(0, low_open=True),
     "max_env_restarts": integer(0),
+    "tracking_wait_s": number(0),
     "eval_scenarios": text(optional=True, what="a path to a scenarios file"),
     "eval_sumo_seed": integer(0, optional=True),
 }
