@@ -148,7 +148,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--family", help="a name in rl/configs/benchmark/ or a family YAML file")
-    which.add_argument("--suite", help="a map suite in rl/configs/benchmark/ (resco), with --maps")
+    which.add_argument("--suite", help="a map suite in rl/configs/suites/ (resco), with --maps")
     parser.add_argument("--maps", help="--suite: the folder of map folders (each with its .sumocfg)")
     parser.add_argument("--only", type=lambda t: [x.strip() for x in t.split(",") if x.strip()],
                         help="--suite: these maps only (comma list)")

@@ -32,7 +32,7 @@ from src.network.phases import read_phase_plans
 from src.sumo_integration.sumocfg import read_sumocfg
 from src.tracking.run import TrainingRun
 
-SUITE_DIR = REPO_ROOT / "rl/configs/benchmark"
+SUITE_DIR = REPO_ROOT / "rl/configs/suites"
 SUITE_KEYS = {"maps", "algorithm", "reward", "phase_slots", "decisions", "min_episodes", "rollout_decisions",
               "evaluations", "seeds", "validation_seed", "heldout_seed", "repeats", "baselines"}
 #: Table columns: what RESCO reports (delay) and what a deployment asks (all trips, completion).

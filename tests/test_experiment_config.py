@@ -102,7 +102,7 @@ def test_repository_files_load_into_a_valid_config():
     assert config.reward_function == "empirical"
     assert config.end_time == 7200
     assert config.total_timesteps == 500000 and config.checkpoint_freq == 50000
-    assert config.early_stopping_patience == 10 and config.early_stopping_min_delta == 70.0
+    assert config.early_stopping_patience == 10 and config.early_stopping_min_delta == 1.0
     assert config.parallel_envs == 8 and config.single_env is False
     assert config.source_files == {g: str(p) for g, p in repo_files().items()}
 

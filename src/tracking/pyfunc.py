@@ -67,6 +67,11 @@ def log_policy_model(client: Any, run_id: str, model_zip: Path, registered_model
     pyfunc_logger = logging.getLogger("mlflow.pyfunc")
     level = pyfunc_logger.level
     pyfunc_logger.setLevel(logging.ERROR)
+    # MLflow 3 files the logged model under the active experiment, not the run's: without this
+    # it lands in experiment 0 (absent from a new file store; under SQLite, `./mlruns` of the cwd)
+    mlflow.set_tracking_uri(client.tracking_uri)
+    mlflow.set_registry_uri(client._registry_uri)
+    mlflow.set_experiment(experiment_id=client.get_run(run_id).info.experiment_id)
     try:
         signature, example = policy_signature(model_zip)
         info = Model.log(artifact_path=None, name="policy", flavor=mlflow.pyfunc, run_id=run_id,
