@@ -87,13 +87,13 @@ class JunctionObserver:
         self.num_phases = np.array([p.num_phases for p in self.plans.values()], dtype=int)
         self.capacity = np.maximum(lanes.lengths / JAM_SPACING_M, 1.0)
         junctions, slots = len(self.tls_ids), len(self.tls_ids) * self.max_phases
-        self.movements: List[List[Sequence[Tuple[int, int]]]] = []
+        movements: List[List[Sequence[Tuple[int, int]]]] = []  # per junction, per phase: (in, out) lanes
         self.incoming: List[np.ndarray] = []
         phase_in: List[np.ndarray] = [np.zeros(0, dtype=int)] * slots  # (junction, phase slot) -> lanes
         phase_out: List[np.ndarray] = [np.zeros(0, dtype=int)] * slots
         for k, plan in enumerate(self.plans.values()):
             phases = phase_lane_indices(plan, lanes)
-            self.movements.append(phases)
+            movements.append(phases)
             self.incoming.append(np.array(sorted({i for links in phases for i, _ in links}), dtype=int))
             for phase, links in enumerate(phases):
                 phase_in[k * self.max_phases + phase] = np.array(sorted({i for i, _ in links}), dtype=int)
@@ -104,7 +104,7 @@ class JunctionObserver:
             if self.incoming else np.zeros(0, dtype=int)
         self._incoming_ids = [lanes.lane_ids[i] for i in self.incoming_lanes]
         # distinct movements (incoming, outgoing lane) and their junction, for the pressure
-        distinct = [sorted({m for links in phases for m in links}) for phases in self.movements]
+        distinct = [sorted({m for links in phases for m in links}) for phases in movements]
         self._move_in = np.array([i for moves in distinct for i, _ in moves], dtype=int)
         self._move_out = np.array([o for moves in distinct for _, o in moves], dtype=int)
         self._move_owner = np.array([k for k, moves in enumerate(distinct) for _ in moves], dtype=int)
