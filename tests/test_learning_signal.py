@@ -238,8 +238,7 @@ def test_controller_and_pyfunc_act_like_the_trained_model(normalized, tiny_netwo
 
     mlflow.set_experiment("pyfunc_roundtrip")
     with mlflow.start_run():
-        info = mlflow.pyfunc.log_model(name="policy", python_model=TrafficPolicyModel(),
-                                       artifacts={"policy": str(result.model_path)},
+        info = mlflow.pyfunc.log_model(name="policy", python_model=TrafficPolicyModel(result.model_path),
                                        registered_model_name="roundtrip_policy")
     served = mlflow.pyfunc.load_model(f"models:/roundtrip_policy/{info.registered_model_version}")
     assert np.allclose(served.predict(raw), expected, atol=1e-5)

@@ -8,6 +8,7 @@ import re
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from mlflow import MlflowClient
@@ -112,6 +113,11 @@ def test_mlflow_ui_reads_it_as_model_training(batch_one):
     signature = mlflow.models.get_model_info(run.data.tags["policy_model_uri"]).signature
     assert list(signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == [-1, 232]
     assert list(signature.outputs.to_dict()[0]["tensor-spec"]["shape"]) == [-1, 18]
+    # the logged model's own files: the policy travels inside the pickled model, no `artifacts/artifacts/`
+    model_files = {Path(f.path).name for f in mlflow.artifacts.list_artifacts(run.data.tags["policy_model_uri"])}
+    assert {"MLmodel", "python_model.pkl"} <= model_files and "artifacts" not in model_files, model_files
+    served = mlflow.pyfunc.load_model(run.data.tags["policy_model_uri"])
+    assert served.predict(np.zeros((2, 232), dtype=np.float32)).shape == (2, 18)
     assert "Add type hints" not in proc.stderr and "input example" not in proc.stderr
     assert run.data.tags["registered_version"] == "1" and run.data.tags["registered_model"] == "tiny_policy"
     assert run.data.tags["mlflow.note.content"].startswith("Batch batch1 (index 0) on b1_shortest, b1_realtime")

@@ -14,7 +14,7 @@ import json
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, BinaryIO, Dict, Mapping, Optional, Union
 
 import numpy as np
 
@@ -73,9 +73,9 @@ def wrap_normalized(venv: Any, normalize_observations: bool, normalize_reward: b
     return wrapped
 
 
-def read_normalization(model_zip: Path) -> Optional[Dict[str, Any]]:
+def read_normalization(model_zip: Union[Path, BinaryIO]) -> Optional[Dict[str, Any]]:
     """The statistics saved in a model zip, or None for a model trained without them."""
-    with zipfile.ZipFile(Path(model_zip)) as archive:
+    with zipfile.ZipFile(model_zip if hasattr(model_zip, "read") else Path(model_zip)) as archive:
         if NORMALIZATION_NAME not in archive.namelist():
             return None
         return json.loads(archive.read(NORMALIZATION_NAME))
@@ -100,7 +100,7 @@ class ObservationNormalizer:
                    float(state["epsilon"]), float(state["clip_obs"]), True)
 
     @classmethod
-    def from_model_zip(cls, model_zip: Path) -> "ObservationNormalizer":
+    def from_model_zip(cls, model_zip: Union[Path, BinaryIO]) -> "ObservationNormalizer":
         return cls.from_state(read_normalization(model_zip))
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:

@@ -1,6 +1,8 @@
 """The trained policy as an MLflow pyfunc model, so it can be registered and versioned.
 
-The wrapper carries the SB3 zip as an artifact (`artifacts/final_model.zip`); `predict`
+The wrapper carries the SB3 zip inside itself (its bytes are pickled with the model object), so the
+logged model holds no `artifacts/` folder of its own (MLflow 3 already roots a logged model's files
+at `artifacts/`: a pyfunc artifact would sit at `artifacts/artifacts/final_model.zip`); `predict`
 takes raw observation rows (as the training env produces them: one row per network for
 network-wide policies, one row per junction for junction-shared `phase_select` policies) and
 returns actions, for serving or quick checks. The observation normalisation statistics saved inside the zip are
@@ -10,6 +12,7 @@ and types of observations and actions) is read from the policy itself (`policy_s
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import tempfile
@@ -23,11 +26,17 @@ from src.rl.normalization import NORMALIZATION_NAME, ObservationNormalizer, read
 
 
 class TrafficPolicyModel(mlflow.pyfunc.PythonModel):
+    def __init__(self, model_zip: Optional[Path] = None) -> None:
+        self.policy_zip = Path(model_zip).read_bytes() if model_zip is not None else None
+
     def load_context(self, context) -> None:
         from stable_baselines3 import PPO  # torch: only where a policy is served
 
-        self.policy = PPO.load(context.artifacts["policy"], device="cpu")
-        self.normalize = ObservationNormalizer.from_model_zip(context.artifacts["policy"])
+        embedded = getattr(self, "policy_zip", None)
+        # models logged before the zip was embedded carry it as the pyfunc artifact "policy"
+        source = (lambda: io.BytesIO(embedded)) if embedded is not None else (lambda: context.artifacts["policy"])
+        self.policy = PPO.load(source(), device="cpu")
+        self.normalize = ObservationNormalizer.from_model_zip(source())
 
     def predict(self, context, model_input: np.ndarray, params: Optional[dict[str, Any]] = None) -> np.ndarray:
         obs = self.normalize(np.asarray(model_input, dtype=np.float32))
@@ -75,7 +84,7 @@ def log_policy_model(client: Any, run_id: str, model_zip: Path, registered_model
     try:
         signature, example = policy_signature(model_zip)
         info = Model.log(artifact_path=None, name="policy", flavor=mlflow.pyfunc, run_id=run_id,
-                         python_model=TrafficPolicyModel(), artifacts={"policy": str(model_zip)},
+                         python_model=TrafficPolicyModel(model_zip),
                          signature=signature, input_example=example, registered_model_name=registered_model_name,
                          pip_requirements=["stable-baselines3", "torch", "numpy"])
     finally:

@@ -89,10 +89,16 @@ def resolve_model_uri(uri: str, tracking_uri: Optional[str] = None) -> ResolvedM
             if not version.isdigit():
                 raise ModelResolutionError(f"{text}: version must be a number, 'latest' or use @alias")
             mv = client.get_model_version(name, version)
-        source = client.get_model_version_download_uri(name, mv.version)
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, tracking_uri=store))
-        return ResolvedModel(uri=text, local_path=_find_policy(local, text), run_id=mv.run_id,
-                             registered_name=name, version=str(mv.version))
+        # the policy zip as its run logged it (`model/`); the logged pyfunc model carries it
+        # pickled inside (older versions as a file among the model's artifacts)
+        found = None
+        if mv.run_id and any(f.path == f"model/{POLICY_FILE}" for f in client.list_artifacts(mv.run_id, "model")):
+            found = Path(mlflow.artifacts.download_artifacts(run_id=mv.run_id, artifact_path=f"model/{POLICY_FILE}",
+                                                             tracking_uri=store))
+        if found is None:
+            source = client.get_model_version_download_uri(name, mv.version)
+            found = _find_policy(Path(mlflow.artifacts.download_artifacts(artifact_uri=source, tracking_uri=store)), text)
+        return ResolvedModel(uri=text, local_path=found, run_id=mv.run_id, registered_name=name, version=str(mv.version))
     except MlflowException as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ModelResolutionError(f"{text}: {first_line}") from None
