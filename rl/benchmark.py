@@ -154,6 +154,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="--suite: these maps only (comma list)")
     parser.add_argument("--decisions", type=int, help="--suite: junction decisions per training seed (default: the suite's)")
     parser.add_argument("--no-transfer", dest="transfer", action="store_false", help="--suite: skip the zero-shot table")
+    parser.add_argument("--baselines-only", dest="train", action="store_false",
+                        help="--suite: the classic controllers only (kept: a later full run trains and reuses them)")
     parser.add_argument("--seeds", type=lambda t: [int(x) for x in t.split(",")], help="training seeds (default: the family's)")
     parser.add_argument("--timesteps", type=int, help="PPO steps per seed (default: the family's)")
     parser.add_argument("--repeats", type=int, help="SUMO seeds per held-out scenario (default: the family's)")
@@ -197,7 +199,7 @@ def _suite(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     out = Path(args.output_dir or REPO_ROOT / "outputs" / f"suite_{Path(args.suite).stem}")
     try:
         return run_suite(args.suite, Path(args.maps), out, args.only, args.seeds, args.repeats, args.decisions,
-                         args.transfer)
+                         args.transfer, args.train)
     except BenchmarkError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

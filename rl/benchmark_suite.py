@@ -129,8 +129,9 @@ def _rows(table: pd.DataFrame) -> Dict[str, Dict[str, float]]:
 
 
 def run_map(suite: Dict[str, Any], name: str, maps_dir: Path, out: Path, seeds: Sequence[int], repeats: int,
-            decisions: Optional[int]) -> Dict[str, Any]:
-    """Baselines, training per seed and the rl rows of one map; `result.json` marks it done."""
+            decisions: Optional[int], train: bool = True) -> Dict[str, Any]:
+    """Baselines, training per seed and the rl rows of one map; `result.json` marks it done.
+    Without `train`, the baselines alone (kept, so a later full run does not repeat them)."""
     folder = out / name
     if (folder / RESULT_FILE).is_file():
         print(f"[suite] {name}: done before ({folder / RESULT_FILE}); skipped", flush=True)
@@ -146,6 +147,9 @@ def run_map(suite: Dict[str, Any], name: str, maps_dir: Path, out: Path, seeds: 
           f"{configs['timesteps']} junction decisions per seed", flush=True)
     baselines = evaluate_on(facts["study"], ",".join(suite["baselines"]), folder / "baselines", suite, repeats,
                             decision_interval, experiment)
+    if not train:
+        return {"map": name, **facts, "decision_interval": decision_interval, "rows": _rows(baselines),
+                "rl_per_seed": {}, "models": {}, "timesteps": 0, "wall_s": time.time() - started}
     family = {"name": f"resco_{name}", "network": configs["network"], "train_scenarios": configs["scenarios"],
               "algorithm": configs["algorithm"], "reward": configs["reward"], "execution": configs["execution"]}
     trained = _train_seeds(family, seeds, int(configs["timesteps"]), folder)
@@ -246,7 +250,7 @@ def summary_chart(results: Dict[str, Dict[str, Any]], path: Path) -> Path:
 
 
 def run_suite(suite_name: str, maps_dir: Path, out: Path, only: Optional[List[str]], seeds: Optional[List[int]],
-              repeats: Optional[int], decisions: Optional[int], transfer: bool) -> int:
+              repeats: Optional[int], decisions: Optional[int], transfer: bool, train: bool = True) -> int:
     suite = load_suite(suite_name)
     maps_dir = Path(maps_dir).resolve()
     if not maps_dir.is_dir():
@@ -260,12 +264,12 @@ def run_suite(suite_name: str, maps_dir: Path, out: Path, only: Optional[List[st
         raise BenchmarkError(f"--maps {maps_dir}: none of the suite's maps ({', '.join(suite['maps'])}) is there")
     out.mkdir(parents=True, exist_ok=True)
     seeds, repeats = seeds or list(suite["seeds"]), repeats or int(suite["repeats"])
-    results = {name: run_map(suite, name, maps_dir, out, seeds, repeats, decisions) for name in names}
+    results = {name: run_map(suite, name, maps_dir, out, seeds, repeats, decisions, train) for name in names}
     report = ["# RESCO suite", ""]
     for name, result in results.items():
         report += [f"## {name} ({result['signals']} signals, {result['phases_min']}-{result['phases_max']} phases, "
                    f"{result['wall_s'] / 60:.0f} min)", "", map_markdown(result), ""]
-    if transfer and len(results) > 1:
+    if transfer and train and len(results) > 1:
         table = transfer_table(suite, results, out, repeats)
         table.to_csv(out / "transfer.csv")
         report += ["## Zero-shot transfer: delay (s), first training seed's policy", "", transfer_markdown(table, results), ""]

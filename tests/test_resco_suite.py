@@ -1,0 +1,106 @@
+"""The map suite of `rl/benchmark.py --suite` end to end on two small studies of our own (RESCO's
+maps are not in the repository): each from its time of day, one with junctions of different
+phase counts; baselines, a real PPO training per map, the held-out rows, the zero-shot table,
+the summary MLflow run, and a second call that runs nothing again."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from conftest import CONFIG_FILES, REPO_ROOT, python, subprocess_env
+from route_fixtures import build_route_fixture
+from test_begin import _mixed_phase_network
+
+BEGIN, LENGTH = 3600, 300
+
+
+def _study(folder: Path, net: Path, routes: Path) -> None:
+    """One map folder: a .sumocfg from BEGIN to BEGIN + LENGTH on `net` with `routes` shifted to BEGIN."""
+    folder.mkdir(parents=True)
+    shifted = folder / "demand.rou.xml"
+    shifted.write_text(re.sub(r'depart="([0-9.]+)"', lambda m: f'depart="{float(m.group(1)) + BEGIN:.1f}"',
+                              routes.read_text()))
+    (folder / f"{folder.name}.sumocfg").write_text(
+        f'<configuration>\n  <input>\n    <net-file value="{net}"/>\n    <route-files value="{shifted.name}"/>\n'
+        f'  </input>\n  <time>\n    <begin value="{BEGIN}"/>\n    <end value="{BEGIN + LENGTH}"/>\n  </time>\n'
+        '  <processing>\n    <time-to-teleport value="120"/>\n  </processing>\n</configuration>\n')
+
+
+@pytest.fixture(scope="module")
+def suite_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("suite")
+    fx = build_route_fixture(root / "fixture")
+    maps = root / "maps"
+    _study(maps / "corridor", fx.net_file, fx.route_files[0])
+    _study(maps / "mixed", _mixed_phase_network(fx, root), fx.route_files[0])
+    suite = root / "tiny.yaml"
+    suite.write_text(yaml.safe_dump({
+        "maps": {"corridor": {"decision_interval": 5}, "mixed": {"decision_interval": 10}},
+        "algorithm": str(CONFIG_FILES["algorithm"]), "reward": "rl/configs/reward/delay.yaml",
+        "phase_slots": 4, "decisions": 64, "min_episodes": 1, "rollout_decisions": 64, "evaluations": 1,
+        "seeds": [0], "validation_seed": 50000, "heldout_seed": 100000, "repeats": 1,
+        "baselines": ["fixed", "max_pressure"]}))
+    out = root / "out"
+    store = f"sqlite:///{root / 'mlflow.db'}"
+    command = [python(), "rl/benchmark.py", "--suite", str(suite), "--maps", str(maps), "--output-dir", str(out)]
+    env = subprocess_env(MLFLOW_TRACKING_URI=store)
+    first = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900, env=env)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    second = subprocess.run(command + ["--no-transfer"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+                            env=env)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    return out, store, first.stdout, second.stdout
+
+
+def test_each_map_has_its_baselines_and_a_trained_policy_judged_on_heldout_seeds(suite_run):
+    out, _, _, _ = suite_run
+    results = {name: json.loads((out / name / "result.json").read_text()) for name in ("corridor", "mixed")}
+    assert (results["corridor"]["phases_min"], results["mixed"]["phases_min"]) == (4, 2)
+    for name, result in results.items():
+        assert (result["begin"], result["end"]) == (BEGIN, BEGIN + LENGTH)
+        assert set(result["rows"]) == {"fixed", "max_pressure", "rl"}
+        # the rows are what rl/evaluate.py measured on the held-out SUMO seed, per controller
+        table = pd.read_csv(out / name / "baselines" / "evaluation.csv").set_index("controller")
+        assert result["rows"]["fixed"]["delay"] == pytest.approx(table.loc["fixed", "mean_time_loss_all_mean"])
+        rl = pd.read_csv(out / name / "rl_seed0" / "evaluation.csv").set_index("controller")
+        assert result["rows"]["rl"]["delay"] == pytest.approx(rl.loc["rl", "mean_time_loss_all_mean"])
+        assert 0 < result["rows"]["rl"]["completion"] <= 1
+        # the training ran on this map's study over its own span, validated on its own SUMO seeds
+        execution = yaml.safe_load((out / name / "configs" / "execution.yaml").read_text())
+        assert execution["eval_sumo_seed"] == 50000 and result["timesteps"] >= 64
+        assert Path(result["models"]["0"]).is_file()
+    # different programs, different traffic: the two maps' fixed rows differ
+    assert results["corridor"]["rows"]["fixed"]["delay"] != pytest.approx(results["mixed"]["rows"]["fixed"]["delay"])
+
+
+def test_zero_shot_table_runs_each_policy_on_the_other_map(suite_run):
+    out, _, stdout, _ = suite_run
+    table = pd.read_csv(out / "transfer.csv", index_col="trained_on")
+    results = {name: json.loads((out / name / "result.json").read_text()) for name in ("corridor", "mixed")}
+    for name in ("corridor", "mixed"):
+        assert table.loc[name, name] == pytest.approx(results[name]["rl_per_seed"]["0"]["delay"])
+    other = pd.read_csv(out / "transfer" / "corridor_on_mixed" / "evaluation.csv").set_index("controller")
+    assert table.loc["corridor", "mixed"] == pytest.approx(other.loc["rl", "mean_time_loss_all_mean"])
+    assert "Zero-shot transfer" in stdout and (out / "suite_delay.png").stat().st_size > 1000
+
+
+def test_summary_run_holds_the_tables_and_a_second_call_runs_nothing(suite_run):
+    out, store, _, again = suite_run
+    client = MlflowClient(tracking_uri=store)
+    (experiment,) = [e for e in client.search_experiments() if e.name == "benchmark_resco"]
+    run = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])[0]
+    result = json.loads((out / "mixed" / "result.json").read_text())
+    assert run.data.metrics["mixed/rl/delay"] == pytest.approx(result["rows"]["rl"]["delay"])
+    assert run.data.metrics["corridor/fixed/completion"] > 0
+    assert {"suite.md", "suite.json", "suite_delay.png", "transfer.csv"} <= {
+        f.path for f in client.list_artifacts(run.info.run_id)}
+    assert again.count("done before") == 2 and "[benchmark] training" not in again
+    assert "[benchmark] evaluation" not in again
