@@ -65,6 +65,8 @@ def load_family(name_or_path: str) -> Dict:
 
 
 def evaluate(family: Dict, controllers: str, out_dir: Path, repeats: int, model: Optional[str] = None) -> pd.DataFrame:
+    if (out_dir / "evaluation.csv").is_file():  # done by an earlier call with this output folder
+        return pd.read_csv(out_dir / "evaluation.csv")
     command = [sys.executable, "rl/evaluate.py", "--network", family["network"], "--scenarios",
                family["heldout_scenarios"], "--execution", family["execution"], "--controllers", controllers,
                "--repeats", str(repeats), "--output-dir", str(out_dir), "--no-mlflow"]

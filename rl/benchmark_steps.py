@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -30,7 +31,13 @@ def run_step(command: List[str], log: Path, what: str) -> str:
 
 def train_seed(family: Dict, seed: int, timesteps: int, out: Path) -> Dict:
     """Train one seed with `rl/server/train.py`; the final model, the one to judge (the best on
-    validation, when there was one) and the MLflow run."""
+    validation, when there was one) and the MLflow run. The outcome is kept in
+    `train_seed<k>.json`: a second call with the same folder returns it without training."""
+    record = out / f"train_seed{seed}.json"
+    if record.is_file():
+        outcome = json.loads(record.read_text())
+        print(f"[benchmark] training seed {seed}: done before ({record})", flush=True)
+        return outcome
     output = run_step([sys.executable, "rl/server/train.py", "--network", family["network"],
                        "--scenarios", family["train_scenarios"], "--algorithm", family["algorithm"],
                        "--reward", family["reward"], "--execution", family["execution"], "--seed", str(seed),
@@ -46,5 +53,7 @@ def train_seed(family: Dict, seed: int, timesteps: int, out: Path) -> Dict:
         raise BenchmarkError(f"training seed {seed}: no final model in its output ({out / f'train_seed{seed}.log'})")
     final = Path(model.group(1))
     best = final.parent / "best" / "best_model.zip"  # chosen on the validation scenarios, when evaluated
-    return {"seed": seed, "model": str(final), "judged": str(best if best.is_file() else final),
-            "run_id": run_id.group(1) if run_id else None}
+    outcome = {"seed": seed, "model": str(final), "judged": str(best if best.is_file() else final),
+               "run_id": run_id.group(1) if run_id else None}
+    record.write_text(json.dumps(outcome))
+    return outcome

@@ -172,16 +172,8 @@ def run_map(suite: Dict[str, Any], name: str, maps_dir: Path, out: Path, seeds: 
 def _train_seeds(family: Dict[str, Any], seeds: Sequence[int], timesteps: int, folder: Path) -> List[Dict[str, Any]]:
     """Every training seed of a map, as many at once as there are cores; each seed's outcome is
     kept in `train_seed<k>.json`, so a rerun trains only the seeds that did not finish."""
-    def one(seed: int) -> Dict[str, Any]:
-        record = folder / f"train_seed{seed}.json"
-        if record.is_file():
-            return json.loads(record.read_text())
-        outcome = train_seed(family, seed, timesteps, folder)
-        record.write_text(json.dumps(outcome))
-        return outcome
-
     with ThreadPoolExecutor(max_workers=max(1, min(len(seeds), os.cpu_count() or 1))) as pool:
-        return list(pool.map(one, seeds))
+        return list(pool.map(lambda seed: train_seed(family, seed, timesteps, folder), seeds))
 
 
 def map_markdown(result: Dict[str, Any]) -> str:
