@@ -18,8 +18,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]' $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
 	touch $(STAMP)
 
+# One pytest worker per core (`-n auto`), each taking whole test files (`--dist loadfile`): a
+# file's module fixtures (a trained model, a SLURM cluster) are built once, by one worker.
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist loadfile
 
 # The main job on the local default: train one policy on the laptop scenarios (one SUMO
 # process per scenario) into the SQLite MLflow store of this folder, then `make ui`.
