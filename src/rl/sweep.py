@@ -45,9 +45,9 @@ SPEC_FIELDS = {"float": {"low", "high", "log", "step"}, "int": {"low", "high", "
 #: The searchable keys: every key of the network, algorithm, reward and execution files.
 SEARCHABLE = frozenset().union(*(S.GROUP_KEYS[g] for g in ("network", "algorithm", "reward", "execution")))
 REWARD_PARAM_PREFIX = "reward_params."
-#: Trials that use up the budget: finished ones, running ones, queued retries, and failures
-#: that were not interruptions (an interrupted trial's values are queued again instead).
-SPENT_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+#: Trials that use up the budget: finished ones, running ones, and failures that were not
+#: interruptions (an interrupted trial's values are queued again: the next ask runs them).
+SPENT_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 OBJECTIVE = "eval/mean_travel_time_all"
 
 
@@ -212,10 +212,12 @@ def hide_password(url: str) -> str:
 
 
 def storage_file(url: str) -> Optional[Path]:
-    """The file of a `journal://<path>` or `sqlite:///<path>` storage; None for a database server."""
-    if url.startswith("journal://"):
-        return Path(url[len("journal://"):])
-    return _sqlite_path(url)
+    """The file of a `journal://<path>` or `sqlite:///<path>` storage (its folder must exist);
+    None for a database server."""
+    path = Path(url[len("journal://"):]) if url.startswith("journal://") else _sqlite_path(url)
+    if path is not None and not path.parent.is_dir():
+        raise SweepError(f"--storage {url}: folder {path.parent} does not exist")
+    return path
 
 
 def open_storage(url: str) -> optuna.storages.BaseStorage:
@@ -223,8 +225,6 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
     file system), anything else a database URL (sqlite:///<path> for one machine).
     SweepError when it cannot open."""
     path = storage_file(url)
-    if path is not None and not path.parent.is_dir():
-        raise SweepError(f"--storage {url}: folder {path.parent} does not exist")
     try:
         if url.startswith("journal://"):
             from optuna.storages.journal import JournalFileBackend
@@ -435,8 +435,8 @@ class Sweep:
         """Trials table, best values and files, plots: to the output folder and the parent run.
         The parent ends when the budget is spent and no trial runs (KILLED: stopped, nothing runs)."""
         trials = self.study.get_trials(deepcopy=False)
-        busy = any(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in trials)
-        done = spent(self.study) >= self.trials and not busy
+        running = any(t.state == TrialState.RUNNING for t in trials)
+        done = spent(self.study) >= self.trials and not running
         if trials:
             with tempfile.TemporaryDirectory(dir=self.output, prefix=".summary_") as folder:
                 files = write_summary(self.study, self.space, self.experiment, Path(folder))
@@ -454,7 +454,7 @@ class Sweep:
             self.client.set_tag(self.parent_run_id, key, value)
         if done:
             self.client.set_terminated(self.parent_run_id, "FINISHED")
-        elif interrupted and not any(t.state == TrialState.RUNNING for t in trials):
+        elif interrupted and not running:
             self.client.set_terminated(self.parent_run_id, "KILLED")
         print(f"study {self.study.study_name!r}: {len(trials)} trials in storage, budget {self.trials}"
               + (f"; best trial {best.number}: {best.value:.1f} s" if best is not None else "")
