@@ -16,10 +16,11 @@ import logging
 import math
 import re
 import tempfile
+import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import optuna
 from mlflow import MlflowClient
@@ -268,10 +269,12 @@ def spent(study: optuna.Study) -> int:
                if t.state in SPENT_STATES or (t.state == TrialState.FAIL and not t.user_attrs.get("interrupted")))
 
 
-def make_pruner(name: str, prune_above: Optional[float], eval_freq: int) -> optuna.pruners.BasePruner:
+def make_pruner(name: str, prune_above: Optional[float]) -> optuna.pruners.BasePruner:
+    """The pruner of `--pruner`. Trials report at steps 0, 1, 2, ... (their evaluations), so
+    trials whose rollouts round the evaluation steps differently are still compared."""
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=C.SWEEP_MEDIAN_STARTUP_TRIALS,
-                                           n_warmup_steps=C.SWEEP_WARMUP_EVALUATIONS * int(eval_freq) + 1)
+                                           n_warmup_steps=C.SWEEP_WARMUP_EVALUATIONS)
     if name == "halving":
         return optuna.pruners.SuccessiveHalvingPruner()
     if name == "threshold":
@@ -280,6 +283,30 @@ def make_pruner(name: str, prune_above: Optional[float], eval_freq: int) -> optu
 
 
 # --- one worker ----------------------------------------------------------------------------------
+
+
+def _retried(call: Callable[[], Any], attempts: int = 5) -> Any:
+    """`call()`, again after 0.5, 1, 2, 4 s when it raises: workers sharing a SQLite MLflow
+    store meet 'database is locked' (training runs go through their courier, which retries)."""
+    for attempt in range(attempts):
+        try:
+            return call()
+        except Exception as err:  # noqa: BLE001 - the last attempt raises it
+            if attempt == attempts - 1:
+                raise
+            logger.debug("MLflow call failed (%s); again in %.1f s", err, 0.5 * 2 ** attempt)
+            time.sleep(0.5 * 2 ** attempt)
+
+
+class PatientClient:
+    """An `MlflowClient` whose every call is `_retried`."""
+
+    def __init__(self, tracking_uri: str) -> None:
+        self._client = MlflowClient(tracking_uri=tracking_uri)
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        method = getattr(self._client, name)
+        return lambda *args, **kwargs: _retried(lambda: method(*args, **kwargs))
 
 
 @dataclass
@@ -296,10 +323,10 @@ class Sweep:
     store: str
     experiment_name: str
     parent_run_id: str = ""
+    client: PatientClient = field(init=False)
 
-    @property
-    def client(self) -> MlflowClient:
-        return MlflowClient(tracking_uri=self.store)
+    def __post_init__(self) -> None:
+        self.client = PatientClient(self.store)
 
     def open_parent(self) -> None:
         """The study's parent run (made by the first worker, reopened by later ones)."""
@@ -315,7 +342,7 @@ class Sweep:
                         return
                 except Exception:  # noqa: BLE001 - another store, or deleted: a new parent run
                     pass
-            run_id, _, _ = start_run(self.experiment_name, f"sweep_{self.study.study_name}", self.store)
+            run_id, _, _ = _retried(lambda: start_run(self.experiment_name, f"sweep_{self.study.study_name}", self.store))
             self.client.log_batch(run_id, params=[_mlflow_param(k, v) for k, v in self.parent_params().items()])
             for role, path in {"space": self.args.space, **self.experiment.paths}.items():
                 self.client.log_artifact(run_id, str(Path(path).resolve()), f"config/{role}")
@@ -365,8 +392,8 @@ class Sweep:
         def on_evaluation(step: int, score: float) -> bool:
             if not math.isfinite(score):
                 return True
+            trial.report(score, len(scores))
             scores.append(score)
-            trial.report(score, step)
             if trial.should_prune():
                 pruned.append(step)
                 return False
@@ -437,7 +464,7 @@ class Sweep:
         trials = self.study.get_trials(deepcopy=False)
         running = any(t.state == TrialState.RUNNING for t in trials)
         done = spent(self.study) >= self.trials and not running
-        if trials:
+        if trials and not interrupted:  # after a stop signal: out quickly, the files of the last summary stay
             with tempfile.TemporaryDirectory(dir=self.output, prefix=".summary_") as folder:
                 files = write_summary(self.study, self.space, self.experiment, Path(folder))
                 for path in files:
@@ -583,5 +610,5 @@ def prepare(args: argparse.Namespace) -> Sweep:
     with lock:  # workers starting together on a new storage: one makes its tables and the study
         study = optuna.create_study(storage=open_storage(args.storage), study_name=study_name, direction="minimize",
                                     load_if_exists=True, sampler=optuna.samplers.TPESampler(seed=args.sampler_seed),
-                                    pruner=make_pruner(args.pruner, args.prune_above, int(base.eval_freq)))
+                                    pruner=make_pruner(args.pruner, args.prune_above))
     return Sweep(args, experiment, space, study, lock, int(args.trials), output, store, experiment_name)
