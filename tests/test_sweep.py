@@ -27,11 +27,11 @@ SPACE = {
     "net_arch": {"type": "categorical", "choices": [[16], [32, 32]]},
     "reward_params.waiting_weight": {"type": "float", "low": 0.1, "high": 1.0},
 }
-#: One scenario, 16 PPO steps of 90 s cycles in 360 s episodes, one evaluation per 16 steps.
+#: One scenario, 8 PPO steps of 90 s cycles in 360 s episodes, one evaluation per 8 steps.
 TINY = ["--network", str(CONFIG_FILES["network"]), "--algorithm", str(CONFIG_FILES["algorithm"]),
         "--reward", str(CONFIG_FILES["reward"]), "--execution", str(CONFIG_FILES["execution"]),
-        "--end-time", "360", "--n-steps", "16", "--batch-size", "16", "--checkpoint-freq", "1000",
-        "--timesteps", "16", "--eval-freq", "16"]
+        "--end-time", "360", "--n-steps", "8", "--batch-size", "8", "--checkpoint-freq", "1000",
+        "--timesteps", "8", "--eval-freq", "8"]
 
 
 @pytest.fixture(scope="module")
@@ -115,16 +115,16 @@ def test_three_trials_are_children_of_the_sweep_and_the_best_files_load(tmp_path
 
 
 def test_a_trial_above_the_threshold_is_pruned_at_its_first_evaluation(tmp_path, store):
-    args = sweep_args(tmp_path, store, 1, "--pruner", "threshold", "--prune-above", "1", "--timesteps", "48",
+    args = sweep_args(tmp_path, store, 1, "--pruner", "threshold", "--prune-above", "1", "--timesteps", "24",
                       study="pruned")
     assert sweep_script.main(args) == 0
     (trial,) = load_study(tmp_path, "pruned").trials
     run_id = trial.user_attrs["mlflow_run_id"]
     history = eval_history(store, run_id)
-    assert trial.state == TrialState.PRUNED and trial.intermediate_values == {0: history[16]} and list(history) == [16]
-    assert trial.value == pytest.approx(history[16]) and trial.value > 1
+    assert trial.state == TrialState.PRUNED and trial.intermediate_values == {0: history[8]} and list(history) == [8]
+    assert trial.value == pytest.approx(history[8]) and trial.value > 1
     run = MlflowClient(tracking_uri=store).get_run(run_id)
-    assert run.data.tags["sweep.state"] == "PRUNED" and run.data.metrics["final/num_timesteps"] == 16  # not 48
+    assert run.data.tags["sweep.state"] == "PRUNED" and run.data.metrics["final/num_timesteps"] == 8  # not 24
     artifacts = artifact_paths(store, load_study(tmp_path, "pruned").user_attrs["mlflow_parent_run_id"])
     assert "plots/history.png" in artifacts and "plots/param_importances.png" not in artifacts  # no complete trial
 
@@ -175,7 +175,7 @@ def test_two_workers_share_one_budget(tmp_path, store):
 
 
 def test_sigterm_fails_the_trial_kills_its_run_and_a_rerun_finishes_the_study(tmp_path, store):
-    job = worker(tmp_path, store, 2, "--timesteps", "32", study="stopped")
+    job = worker(tmp_path, store, 2, study="stopped")
     lines = []
     for line in job.stdout:  # trial 0 done, trial 1's MLflow run open: stop it as scancel would
         lines.append(line)
@@ -194,7 +194,7 @@ def test_sigterm_fails_the_trial_kills_its_run_and_a_rerun_finishes_the_study(tm
     parent_id = study.user_attrs["mlflow_parent_run_id"]
     assert client.get_run(parent_id).info.status == "KILLED"
 
-    assert sweep_script.main(sweep_args(tmp_path, store, 2, "--timesteps", "32", study="stopped")) == 0
+    assert sweep_script.main(sweep_args(tmp_path, store, 2, study="stopped")) == 0
     study = load_study(tmp_path, "stopped")
     assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
     assert study.trials[2].params == killed.params  # the interrupted values ran again; trial 0 did not
