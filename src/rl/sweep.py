@@ -34,6 +34,7 @@ from src.rl.config.yaml_format import dump_mapping, read_mapping
 from src.rl.pipeline import (StopSignals, TrainingFailed, TrainingInterrupted, TrialHooks, UserError, load_config,
                              open_store, run_training)
 from src.rl.train_args import CONFIG_ROLES, EXIT_INTERRUPTED, EXIT_OK, overrides_from
+from src.tracking.delivery import is_outage
 from src.tracking.run import PARENT_TAG, start_run
 from src.tracking.store import REPO_ROOT
 from src.validation import got, is_int, is_number, suggest
@@ -286,13 +287,14 @@ def make_pruner(name: str, prune_above: Optional[float]) -> optuna.pruners.BaseP
 
 
 def _retried(call: Callable[[], Any], attempts: int = 5) -> Any:
-    """`call()`, again after 0.5, 1, 2, 4 s when it raises: workers sharing a SQLite MLflow
-    store meet 'database is locked' (training runs go through their courier, which retries)."""
+    """`call()`, again after 0.5, 1, 2, 4 s when the store is busy or briefly away: workers
+    sharing a SQLite MLflow store meet 'database is locked' (training runs go through their
+    courier, which retries on its own)."""
     for attempt in range(attempts):
         try:
             return call()
-        except Exception as err:  # noqa: BLE001 - the last attempt raises it
-            if attempt == attempts - 1:
+        except Exception as err:  # noqa: BLE001 - anything else, or the last attempt, is raised
+            if attempt == attempts - 1 or not ("database is locked" in str(err) or is_outage(err)):
                 raise
             logger.debug("MLflow call failed (%s); again in %.1f s", err, 0.5 * 2 ** attempt)
             time.sleep(0.5 * 2 ** attempt)
@@ -588,8 +590,6 @@ def prepare(args: argparse.Namespace) -> Sweep:
         raise SweepError("--no-mlflow: a sweep tracks its trials as MLflow runs; drop it")
     if args.trials < 1:
         raise SweepError(f"--trials {args.trials}: the study's budget must be 1 or more")
-    if not re.fullmatch(S.NAME_PATTERN, args.study or "x"):
-        raise SweepError(f"--study {args.study!r}: use letters, digits, '_', '.', '-'")
     if args.pruner == "threshold" and args.prune_above is None:
         raise SweepError("--pruner threshold needs --prune-above SECONDS")
     space_file = Path(args.space)
@@ -601,6 +601,9 @@ def prepare(args: argparse.Namespace) -> Sweep:
     experiment = Experiment(paths, overrides_from(args), base)
     check_space(space, experiment, f"sweep space file {space_file}")
     study_name = args.study or space_file.stem
+    if not re.fullmatch(S.NAME_PATTERN, study_name):
+        raise SweepError(f"study name {study_name!r} (--study, else the space file's name): use letters, digits, "
+                         f"'_', '.', '-'")
     output = Path(args.output) if args.output else REPO_ROOT / C.DEFAULT_SWEEPS_DIR / study_name
     output.mkdir(parents=True, exist_ok=True)
     args.storage = args.storage or f"sqlite:///{(output / 'study.db').resolve()}"
