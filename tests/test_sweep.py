@@ -218,3 +218,18 @@ def test_shipped_search_spaces_fit_the_configs_they_are_for(space_file, files):
     space = read_space(REPO_ROOT / "rl/configs/sweep" / space_file)
     check_space(space, Experiment(paths, overrides, base), space_file)  # refuses with SweepError
     assert space and all(p.candidates() for p in space)
+
+
+def test_journal_storage_opens_and_its_budget_lock_is_exclusive(tmp_path):
+    """journal://<file>: the storage for workers on several nodes (sweep.slurm's default)."""
+    from src.rl.sweep import BudgetLock, open_storage, spent, storage_file
+
+    url = f"journal://{tmp_path / 'study.journal'}"
+    study = optuna.create_study(storage=open_storage(url), study_name="j", direction="minimize")
+    lock = BudgetLock(storage_file(url))
+    with lock:
+        with pytest.raises(FileExistsError):  # what another worker's acquire meets until release
+            os.open(tmp_path / "study.journal.budget.lock", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        study.tell(study.ask(), 1.0)
+    assert not (tmp_path / "study.journal.budget.lock").exists()
+    assert spent(optuna.load_study(study_name="j", storage=open_storage(url))) == 1
