@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -191,6 +192,43 @@ def test_scripts_sizes_repository_and_chain_arguments(cluster, stub_repo, outsid
                       check=False)
     assert bad.returncode == 2 and "no_such.yaml" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
     assert cluster.run(["squeue", "--noheader", "--states=all", "--format=%i"]).stdout == before
+
+
+def test_sweep_array_tasks_are_workers_of_one_study_and_scancel_stops_them(cluster, outside, tmp_path):
+    """sweep.slurm as a job array, submitted from elsewhere: every task runs rl/sweep.py on the
+    same study, budget and storage, seeded with its array index; scancel sends every worker TERM."""
+    repo = tmp_path / "sweep_repo"
+    (repo / "rl" / "server").mkdir(parents=True)
+    shutil.copy2(SERVER / "sweep.slurm", repo / "rl" / "server" / "sweep.slurm")
+    (repo / "rl" / "sweep.py").write_text(STUB)  # the stand-in records its arguments and signals
+    (repo / ".venv").symlink_to(Path(sys.executable).parent.parent)  # this venv (a worktree has none of its own)
+    (outside / "space.yaml").write_text("n_epochs: {type: int, low: 2, high: 4}\n")
+    log = tmp_path / "stub.jsonl"
+    script = os.path.relpath(repo / "rl/server/sweep.slurm", outside)
+    env = {"STUB_LOG": str(log), "SPACE": "space.yaml", "TRIALS": "5"}
+    job = cluster.sbatch(["--array=0-1", "--cpus-per-task=1", "--mem=200M", "--time=3", script, "--timesteps", "64"],
+                         cwd=outside, env=env)
+    for task in ("0", "1"):
+        info = cluster.wait(f"{job}_{task}", 60)
+        assert info["JobState"] == "COMPLETED", output_of(info)
+    starts = [e for e in stub_events(log) if e["event"] == "start"]
+    assert len(starts) == 2 and {args_of(e, "--sampler-seed") for e in starts} == {"0", "1"}
+    for event in starts:
+        assert event["argv"][0] == "space.yaml" and event["cwd"] == str(outside)
+        assert (args_of(event, "--trials"), args_of(event, "--study")) == ("5", "space")
+        assert args_of(event, "--storage") == f"journal://{repo}/rl/sweeps/space/study.journal"
+        assert args_of(event, "--parallel-envs") == "1" and event["argv"][-2:] == ["--timesteps", "64"]
+
+    job = cluster.sbatch(["--array=0-1", "--cpus-per-task=1", "--mem=200M", "--time=3", script], cwd=outside,
+                         env={**env, "STUB_MODE": "sleep"})
+    deadline = time.monotonic() + 60
+    while len([e for e in stub_events(log) if e["event"] == "start"]) < 4:
+        assert time.monotonic() < deadline, "the stand-in workers never started"
+        time.sleep(0.2)
+    cluster.run(["scancel", job])
+    for task in ("0", "1"):
+        assert cluster.wait(f"{job}_{task}", 60)["JobState"] == "CANCELLED"
+    assert len([e for e in stub_events(log) if e["event"] == "TERM"]) == 2
 
 
 def test_scripts_exit_codes_requeue_and_scancel(cluster, stub_repo, outside, tmp_path):

@@ -181,7 +181,8 @@ class HeldOutEvaluation(BaseCallback):
     vehicles kept out of the network, so a policy cannot win by blocking entries): a new best
     is saved to `best_path` (atomically, metadata and normalisation statistics included);
     `patience` evaluations in a row without an improvement of more than `min_delta` seconds stop
-    training. Every evaluation goes to `sink` as `eval/...` metrics and to `history`.
+    training. Every evaluation goes to `sink` as `eval/...` metrics and to `history`, and its
+    score to `on_evaluation(step, score)`, whose False stops training (a sweep's pruner).
     """
 
     JUDGED = "mean_travel_time_all"
@@ -189,8 +190,10 @@ class HeldOutEvaluation(BaseCallback):
 
     def __init__(self, eval_env: Any, eval_freq: int, n_episodes: int, best_path: Path,
                  metadata_fn: Callable[[], Dict[str, Any]], sink: Optional[Callable[[int, Dict[str, float]], None]] = None,
-                 patience: int = 0, min_delta: float = 0.0) -> None:
+                 patience: int = 0, min_delta: float = 0.0,
+                 on_evaluation: Optional[Callable[[int, float], bool]] = None) -> None:
         super().__init__()
+        self.on_evaluation = on_evaluation
         self.eval_env = eval_env
         self.eval_freq = max(int(eval_freq), 1)
         self.n_episodes = max(int(n_episodes), 1)
@@ -257,6 +260,9 @@ class HeldOutEvaluation(BaseCallback):
         else:
             self.bad_evals += 1
         self.best = min(self.best, score)
+        if self.on_evaluation is not None and not self.on_evaluation(step, score):
+            logger.info("stopped at step %d: the sweep's pruner gave up on this trial (%s %.1f s)", step, self.JUDGED, score)
+            return False
         if self.patience > 0 and self.bad_evals >= self.patience:
             logger.info("early stopping: %s has not improved by more than %g s for %d evaluations (best %.1f s)",
                         self.JUDGED, self.min_delta, self.patience, self.best)

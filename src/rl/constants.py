@@ -118,3 +118,15 @@ DEFAULT_TRACKING_WAIT_S = 60.0
 TRACKING_WAIT_AFTER_STOP_S = 10.0
 
 DEVICE_PATTERN = r"cpu|auto|mps|cuda(:\d+)?"
+
+# --- sweeps (rl/sweep.py) -------------------------------------------------------------------
+# Where a sweep's trials, study database and summary go (rl/sweeps/<study>).
+DEFAULT_SWEEPS_DIR = "rl/sweeps"
+SWEEP_PRUNERS: Tuple[str, ...] = ("median", "halving", "threshold", "none")
+DEFAULT_SWEEP_PRUNER = "median"
+# The median pruner judges a trial only once this many trials have finished, and never at
+# a trial's first evaluation (an untrained policy says little about where it will end up).
+SWEEP_MEDIAN_STARTUP_TRIALS = 5
+SWEEP_WARMUP_EVALUATIONS = 1
+# Seconds after which a budget lock left by a killed worker is broken.
+SWEEP_LOCK_GRACE_S = 60

@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
@@ -130,6 +130,22 @@ def load_config(args: argparse.Namespace):
     return config, {role: str(path) for role, path in paths.items()}
 
 
+def open_store(tracking_uri: Optional[str], experiment: str) -> str:
+    """The MLflow store's URI once it answers and `experiment`'s artifacts can be written; UserError if not."""
+    try:
+        store = ensure_store(tracking_uri)
+        check_artifact_location(store, experiment)
+        return store
+    except LocationError as err:
+        raise UserError(str(err)) from None
+    except MlflowException as err:
+        uri = resolve_tracking_uri(tracking_uri)
+        if is_outage(err):
+            raise UserError(f"MLflow tracking server {uri} is unreachable, nothing was started: start it, point "
+                            f"MLFLOW_TRACKING_URI elsewhere or train with --no-mlflow ({_first_line(err)[:160]})") from None
+        raise UserError(f"MLflow store {uri}: {_first_line(err)}") from None
+
+
 def _unique_model_dir(models_dir: Path, model_name: str) -> Path:
     """`<models_dir>/<name>_<stamp>_<hex>`: runs started in the same second never share a folder."""
     stamp = datetime.now().strftime("%Y%m%d_%H%M%S")
@@ -140,6 +156,16 @@ def _unique_model_dir(models_dir: Path, model_name: str) -> Path:
             return candidate
         except FileExistsError:
             continue
+
+
+@dataclass
+class TrialHooks:
+    """What a sweep (`rl/sweep.py`) adds to one training run: the sweep's run it nests under,
+    tags naming the trial, and the listener of every evaluation (False stops: pruned)."""
+
+    parent_run_id: Optional[str] = None
+    tags: Dict[str, Any] = field(default_factory=dict)
+    on_evaluation: Optional[Callable[[int, float], bool]] = None
 
 
 @dataclass
@@ -158,6 +184,7 @@ class _Plan:
     chain: Optional[BatchPlan] = None
     resume_uri: Optional[str] = None
     resumed: Any = None
+    trial: TrialHooks = field(default_factory=TrialHooks)
 
 
 def _prepare(args: argparse.Namespace, mode: str, config, source_files) -> _Plan:
@@ -185,17 +212,10 @@ def _prepare(args: argparse.Namespace, mode: str, config, source_files) -> _Plan
                  config.experiment_name, None, models_dir)
     try:
         check_writable_dir(models_dir, "the models folder")
-        if not args.no_mlflow:
-            plan.store = ensure_store(args.tracking_uri)
-            check_artifact_location(plan.store, plan.experiment)
     except LocationError as err:
         raise UserError(str(err)) from None
-    except MlflowException as err:
-        uri = resolve_tracking_uri(args.tracking_uri)
-        if is_outage(err):
-            raise UserError(f"MLflow tracking server {uri} is unreachable, nothing was started: start it, point "
-                            f"MLFLOW_TRACKING_URI elsewhere or train with --no-mlflow ({_first_line(err)[:160]})") from None
-        raise UserError(f"MLflow store {uri}: {_first_line(err)}") from None
+    if not args.no_mlflow:
+        plan.store = open_store(args.tracking_uri, plan.experiment)
 
     plan.resume_uri = args.resume_from
     chain_id = getattr(args, "chain_id", None)
@@ -234,15 +254,18 @@ def _check_resumed_model(plan: _Plan, network_dir: Path) -> Dict[str, Any]:
     return metadata
 
 
-def run_training(args: argparse.Namespace, mode: str, config=None, source_files: Optional[Dict[str, str]] = None) -> TrainingOutcome:
+def run_training(args: argparse.Namespace, mode: str, config=None, source_files: Optional[Dict[str, str]] = None,
+                 trial: Optional[TrialHooks] = None) -> TrainingOutcome:
     """Run one training invocation. `mode` is "local" (one env by default) or "server".
 
     `config` (with its `source_files`) replaces the five files of `args` (the legacy
-    monolithic experiment files use this). Raises UserError before anything is written,
+    monolithic experiment files and a sweep's trials use this); `trial` makes the run a
+    sweep's trial. Raises UserError before anything is written,
     TrainingInterrupted when stopped before training, TrainingFailed after saving what it had.
     """
     with StopSignals() as stop:
         plan = _prepare(args, mode, config, source_files)
+        plan.trial = trial or TrialHooks()
         if plan.chain and plan.chain.complete_version:
             print(f"chain {plan.chain.chain_id!r} batch {plan.chain.batch_index} is already complete "
                   f"(model {plan.model_name!r} version {plan.chain.complete_version}); nothing to train")
@@ -297,7 +320,8 @@ def _train(mode: str, plan: _Plan, model_dir: Path, network_dir: Path, resumed_m
                        f"{config.sharing} policy, observation size {dims['observation']}, action size {dims['action']}")
         if plan.store is not None:
             run = TrainingRun(plan.experiment, run_name=f"{plan.batch}_b{batch_index}_{start_steps}-{target_steps}",
-                              tracking_uri=plan.store, journal_dir=model_dir / "tracking", description=description)
+                              tracking_uri=plan.store, journal_dir=model_dir / "tracking", description=description,
+                              parent_run_id=plan.trial.parent_run_id)
         ran = replace(config, single_env=plan.single_env)
         run.log_params(flatten({k: v for k, v in ran.to_dict().items() if k not in ("scenarios", "source_files")}))
         run.log_params({"scenario_names": ",".join(names), "num_scenarios": len(names), "mode": mode})
@@ -313,6 +337,7 @@ def _train(mode: str, plan: _Plan, model_dir: Path, network_dir: Path, resumed_m
             NOTE_TAG: f"Batch {plan.batch} (index {batch_index}) on {', '.join(names)}: steps {start_steps} -> "
                       f"{target_steps}" + (f", resumed from {plan.resume_uri}" if plan.resume_uri else "")
                       + f". {description}.",
+            **plan.trial.tags,
         })
         run.log_config(model_dir / "resolved_config.yaml", plan.scenarios, plan.source_files, model_dir)
         route_records = log_route_files(run, plan.scenarios, model_dir)  # recorded demand: checksums, small files whole
@@ -381,7 +406,7 @@ def _train_groups(mode: str, plan: _Plan, config, model_dir: Path, network_dir: 
                 on_checkpoint=lambda p: run.log_artifact(p, "checkpoints"),
                 output_formats=_output_formats(group_dir, run),
                 stop_flag=stop, in_process=plan.single_env, network_dir=network_dir, extra_metadata=lineage,
-                extra_callbacks=[RouteFileCallback(group, run.log_metrics)],
+                extra_callbacks=[RouteFileCallback(group, run.log_metrics)], on_evaluation=plan.trial.on_evaluation,
             )
         except IncompatibleModelError as err:
             raise UserError(str(err)) from None

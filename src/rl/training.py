@@ -275,12 +275,14 @@ def train_rl_policy(
     network_dir: Optional[Path] = None,
     extra_metadata: Optional[Mapping[str, Any]] = None,
     extra_callbacks: Sequence[BaseCallback] = (),
+    on_evaluation: Optional[Callable[[int, float], bool]] = None,
 ) -> TrainingResult:
     """Train (or continue) one PPO policy on the scenarios of `config` (an `ExperimentConfig`),
     one env per scenario, each handed its typed params (`scenario_params`): nothing is
     re-parsed on the way. `stop_flag()` returning True ends training at the next step with a
     checkpoint (SIGTERM). `network_dir` reuses a network already built from `config` (else it
-    is built in `model_dir/network`). Evaluations run when `config.eval_freq` > 0.
+    is built in `model_dir/network`). Evaluations run when `config.eval_freq` > 0; each one's
+    score goes to `on_evaluation(step, score)`, whose False stops training (a sweep's pruner).
     """
     started = time.perf_counter()
     model_dir = Path(model_dir)
@@ -408,7 +410,8 @@ def train_rl_policy(
                                        float(config.gamma), float(C.DEFAULT_NORMALIZATION_CLIP), training=False)
             evaluation = HeldOutEvaluation(eval_env, int(config.eval_freq), int(config.n_eval_episodes),
                                            model_dir / "best" / "best_model.zip", metadata_fn, metrics_sink,
-                                           int(config.early_stopping_patience), float(config.early_stopping_min_delta))
+                                           int(config.early_stopping_patience), float(config.early_stopping_min_delta),
+                                           on_evaluation)
             callbacks.append(evaluation)
         if stop_flag is not None:
             callbacks.append(StopFlagCallback(stop_flag))

@@ -108,9 +108,11 @@ def flatten(data: Any, prefix: str = "") -> Dict[str, str]:
     return items
 
 
-def start_run(experiment_name: str, run_name: str, tracking_uri: Optional[str] = None) -> Tuple[str, str, str]:
-    """Open an MLflow run on the chosen store (registry included), in our experiment, named ours.
-    Returns (run id, tracking URI, experiment id).
+def start_run(experiment_name: str, run_name: str, tracking_uri: Optional[str] = None,
+              parent_run_id: Optional[str] = None) -> Tuple[str, str, str]:
+    """Open an MLflow run on the chosen store (registry included), in our experiment, named ours,
+    nested under `parent_run_id` when given (a sweep's trial). Returns (run id, tracking URI,
+    experiment id).
 
     The run is made with the client, not as MLflow's "active run": nothing ends it behind our
     back (MLflow ends an active run FINISHED at exit), and the courier thread logs to it.
@@ -125,7 +127,7 @@ def start_run(experiment_name: str, run_name: str, tracking_uri: Optional[str] =
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     client = MlflowClient(tracking_uri=uri)
-    launcher_id = os.environ.get("MLFLOW_RUN_ID")
+    launcher_id = None if parent_run_id else os.environ.get("MLFLOW_RUN_ID")  # a trial never takes the launcher's
     if launcher_id:
         launcher = client.get_run(launcher_id)
         if launcher.info.experiment_id != DEFAULT_EXPERIMENT_ID:
@@ -134,7 +136,8 @@ def start_run(experiment_name: str, run_name: str, tracking_uri: Optional[str] =
         del os.environ["MLFLOW_RUN_ID"]  # our own run below; the launcher keeps its own
         os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
     experiment_id = ensure_experiment(uri, experiment_name)
-    run = client.create_run(experiment_id, tags=resolve_tags(), run_name=run_name)
+    run = client.create_run(experiment_id, tags=resolve_tags({PARENT_TAG: parent_run_id} if parent_run_id else None),
+                            run_name=run_name)
     if launcher_id:
         client.set_tag(launcher_id, "training_run_id", run.info.run_id)
         client.set_tag(launcher_id, "training_experiment", experiment_name)
@@ -149,12 +152,14 @@ class TrainingRun:
     With `journal_dir` (training: `<model folder>/tracking`) every record goes through the
     journal and a background courier (src/tracking/delivery.py): training never waits for
     the server and nothing is lost while it is unreachable. Without it (evaluation) each
-    call is delivered at once. `description` describes the experiment when it has none.
+    call is delivered at once. `description` describes the experiment when it has none;
+    `parent_run_id` nests the run under another (a sweep's trial under the sweep).
     """
 
     def __init__(self, experiment_name: str, run_name: str, tracking_uri: Optional[str] = None,
-                 journal_dir: Optional[Path] = None, description: Optional[str] = None) -> None:
-        run_id, uri, experiment_id = start_run(experiment_name, run_name, tracking_uri)
+                 journal_dir: Optional[Path] = None, description: Optional[str] = None,
+                 parent_run_id: Optional[str] = None) -> None:
+        run_id, uri, experiment_id = start_run(experiment_name, run_name, tracking_uri, parent_run_id)
         self._attach(run_id, uri, experiment_id)
         experiment = self.client.get_experiment(experiment_id)
         self._experiment_name = experiment.name
