@@ -171,8 +171,8 @@ def _prepare(args: argparse.Namespace, mode: str, config, source_files) -> _Plan
     if mode == "local" and not getattr(args, "all_scenarios", False):
         scenarios = scenarios[:1]
     single_env = bool(getattr(args, "single_env", False) or (mode == "local" and config.single_env))
-    if len(scenarios) == 1:
-        single_env = True  # one env always runs in this process
+    if len(scenarios) == 1 and config.env_backend != "ray":
+        single_env = True  # one env always runs in this process (on Ray it is an actor like any other)
     model_name = args.model_name or config.model_name or network_name
     models_dir = Path(args.models_dir or config.models_dir)
     if not models_dir.is_absolute():
@@ -183,6 +183,8 @@ def _prepare(args: argparse.Namespace, mode: str, config, source_files) -> _Plan
     plan = _Plan(config, source_files, scenarios, single_env, model_name,
                  args.batch_name or Path(source_files.get("scenarios", first_source)).stem,
                  config.experiment_name, None, models_dir)
+    if config.env_backend == "ray" and not single_env:
+        _join_ray(config)
     try:
         check_writable_dir(models_dir, "the models folder")
         if not args.no_mlflow:
@@ -218,6 +220,16 @@ def _prepare(args: argparse.Namespace, mode: str, config, source_files) -> _Plan
         except (ModelResolutionError, LocationError) as err:
             raise UserError(str(err)) from None
     return plan
+
+
+def _join_ray(config) -> None:
+    """Join the Ray cluster before anything is written: no Ray, or no cluster, is a one-line error."""
+    from src.rl.ray_vec_env import RayUnavailable, connect
+
+    try:
+        connect(config.ray_address)
+    except RayUnavailable as err:
+        raise UserError(f"{source_of(config, 'env_backend')}: {err}") from None
 
 
 def _check_resumed_model(plan: _Plan, network_dir: Path) -> Dict[str, Any]:
