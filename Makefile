@@ -7,6 +7,8 @@ VENV ?= .venv
 TORCH_INDEX ?=
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The tests also need the `cluster` extra (Ray); `make setup` and `make demo` stay without it.
+CLUSTER_STAMP := $(VENV)/.installed-cluster
 
 .PHONY: setup test demo simulate heavy-table ui bench clean
 
@@ -18,7 +20,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]' $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
 	touch $(STAMP)
 
-test: setup
+$(CLUSTER_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,cluster]' $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
+	touch $(CLUSTER_STAMP)
+
+test: setup $(CLUSTER_STAMP)
 	$(PY) -m pytest -q
 
 # The main job on the local default: train one policy on the laptop scenarios (one SUMO

@@ -15,7 +15,9 @@ as it does for the rest of a SLURM job.
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import socket
 from collections import Counter
 from typing import Any, Callable, List, Optional, Sequence
 
@@ -53,6 +55,7 @@ def connect(address: Optional[str]) -> Any:
     ray = require_ray()
     if ray.is_initialized():
         return ray
+    _check_reachable(address or os.environ.get("RAY_ADDRESS"))
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
@@ -64,6 +67,24 @@ def connect(address: Optional[str]) -> Any:
             if handler is not None:
                 signal.signal(sig, handler)
     return ray
+
+
+#: Seconds to wait for a cluster's head to accept a connection (ray.init itself retries for minutes).
+CONNECT_TIMEOUT_S = 10.0
+
+
+def _check_reachable(address: Optional[str]) -> None:
+    """RayUnavailable at once when a HOST:PORT address has nothing listening ("auto" and a new
+    local instance are Ray's own business and fail quickly)."""
+    if not address or address in ("auto", "local") or "://" in address or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S):
+            return
+    except (OSError, ValueError) as err:
+        raise RayUnavailable(f"no Ray cluster answers at {address} ({type(err).__name__}: {err}); start one with "
+                             "`ray start --head` or pass --ray-address auto on its head node") from None
 
 
 class EnvActor:
