@@ -88,7 +88,7 @@ def _check_reachable(address: Optional[str]) -> None:
 
 
 class EnvActor:
-    """One env in a Ray worker process; replies as SB3's subprocess worker does."""
+    """One env in a Ray worker process; replies (and finds attributes) as SB3's subprocess worker does."""
 
     def __init__(self, env_fn: Callable[[], Any]) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):  # the driver stops the run, then us
@@ -121,13 +121,13 @@ class EnvActor:
         return observation, reward, done, info, reset_info
 
     def get_attr(self, name: str) -> Any:
-        return getattr(self.env, name)
+        return self.env.get_wrapper_attr(name)
 
     def set_attr(self, name: str, value: Any) -> None:
-        setattr(self.env.unwrapped if hasattr(self.env, "unwrapped") else self.env, name, value)
+        setattr(self.env, name, value)
 
     def env_method(self, name: str, args: tuple, kwargs: dict) -> Any:
-        return getattr(self.env, name)(*args, **kwargs)
+        return self.env.get_wrapper_attr(name)(*args, **kwargs)
 
     def is_wrapped(self, wrapper_class: type) -> bool:
         from stable_baselines3.common.env_util import is_wrapped
