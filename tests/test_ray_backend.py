@@ -156,6 +156,24 @@ def test_sigterm_to_the_driver_saves_registers_and_ends_killed(ray_cluster, tmp_
     assert run.info.status == "KILLED" and version_of(mlflow_store, run.info.run_id).tags["interrupted"] == "true"
 
 
+def test_more_envs_at_once_than_the_cluster_has_cpus_is_one_line_exit_2(ray_cluster, tmp_path, mlflow_store,
+                                                                        capsys):
+    """Actors that do not fit would wait for CPUs forever: refused before anything starts."""
+    from src.rl import pipeline
+    from src.rl.train_args import EXIT_USER_ERROR, add_common_arguments
+    from test_platform import QUICK
+
+    parser = argparse.ArgumentParser()
+    add_common_arguments(parser)
+    six = [scenario(f"r{k}", 150, 50 + k, "shortest 100") for k in range(HEAD_CPUS + WORKER_CPUS + 1)]
+    files = write_scenarios(tmp_path / "six.yaml", six)
+    args = parser.parse_args([*QUICK, "--scenarios", str(files), "--env-backend", "ray", "--parallel-envs", "6",
+                              "--ray-address", ray_cluster["cluster"].address, "--models-dir", str(tmp_path / "m")])
+    assert pipeline.main(args, "server") == EXIT_USER_ERROR
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "6 envs at once need 6 CPUs of the Ray cluster, which has 5 on 2 node(s)" in err[0], err
+
+
 def test_the_ray_backend_without_ray_is_one_line_exit_2(tmp_path, mlflow_store, monkeypatch, capsys):
     from src.rl import pipeline
     from src.rl.train_args import EXIT_USER_ERROR, add_common_arguments

@@ -118,6 +118,9 @@ DEFAULT_ENV_BACKEND = "subprocess"
 # The Ray cluster to join: "auto" (the one started on this node), "HOST:PORT"; None: $RAY_ADDRESS,
 # else a new Ray instance on this machine.
 DEFAULT_RAY_ADDRESS = None
+# CPUs Ray reserves for each training env actor (one SUMO simulation each); evaluation actors
+# reserve none (they run while the training envs wait).
+RAY_CPUS_PER_ENV = 1.0
 # At the end of a run, how long to wait for an unreachable tracking server (seconds without a
 # delivery) before leaving the rest of the run's records to `rl/sync.py` (exit code 4); after
 # SIGTERM at most TRACKING_WAIT_AFTER_STOP_S, well inside SLURM's kill wait.

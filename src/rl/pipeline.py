@@ -184,7 +184,8 @@ def _prepare(args: argparse.Namespace, mode: str, config, source_files) -> _Plan
                  args.batch_name or Path(source_files.get("scenarios", first_source)).stem,
                  config.experiment_name, None, models_dir)
     if config.env_backend == "ray" and not single_env:
-        _join_ray(config)
+        at_once = len(scenarios) if mode != "server" else min(len(scenarios), int(config.parallel_envs))
+        _join_ray(config, at_once)
     try:
         check_writable_dir(models_dir, "the models folder")
         if not args.no_mlflow:
@@ -222,14 +223,18 @@ def _prepare(args: argparse.Namespace, mode: str, config, source_files) -> _Plan
     return plan
 
 
-def _join_ray(config) -> None:
-    """Join the Ray cluster before anything is written: no Ray, or no cluster, is a one-line error."""
-    from src.rl.ray_vec_env import RayUnavailable, connect
+def _join_ray(config, envs_at_once: int) -> None:
+    """Join the Ray cluster before anything is written: no Ray, no cluster, or a cluster with
+    fewer CPUs than envs running at once is a one-line error."""
+    from src.rl.ray_vec_env import RayUnavailable, cluster_shortfall, connect
 
     try:
-        connect(config.ray_address)
+        ray = connect(config.ray_address)
     except RayUnavailable as err:
         raise UserError(f"{source_of(config, 'env_backend')}: {err}") from None
+    shortfall = cluster_shortfall(ray, envs_at_once)
+    if shortfall:
+        raise UserError(f"{source_of(config, 'parallel_envs')}: {shortfall}")
 
 
 def _check_resumed_model(plan: _Plan, network_dir: Path) -> Dict[str, Any]:

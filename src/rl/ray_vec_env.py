@@ -24,12 +24,11 @@ from typing import Any, Callable, List, Optional, Sequence
 from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices
 
+from src.rl import constants as C
 from src.rl.vec_env import CLOSE_TIMEOUT_S, STARTUP_TIMEOUT_S, STOP_CLOSE_TIMEOUT_S, WorkerFaults, _WorkerLost
 
 logger = logging.getLogger(__name__)
 
-#: CPUs Ray reserves for each env actor (one SUMO simulation each).
-CPUS_PER_ENV = 1
 #: How Ray places the actors: SPREAD puts them on as many nodes as it can.
 SCHEDULING_STRATEGY = "SPREAD"
 INSTALL_HINT = "pip install -e '.[cluster]'"
@@ -60,8 +59,8 @@ def connect(address: Optional[str]) -> Any:
     try:
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
     except (ConnectionError, RuntimeError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise RayUnavailable(f"cannot join the Ray cluster at {address or 'a new local instance'}: {first}") from None
+        raise RayUnavailable(f"cannot join the Ray cluster at {address or 'a new local instance'}: "
+                             f"{_first_line(err)}") from None
     finally:
         for sig, handler in previous.items():
             if handler is not None:
@@ -85,6 +84,16 @@ def _check_reachable(address: Optional[str]) -> None:
     except (OSError, ValueError) as err:
         raise RayUnavailable(f"no Ray cluster answers at {address} ({type(err).__name__}: {err}); start one with "
                              "`ray start --head` or pass --ray-address auto on its head node") from None
+
+
+def cluster_shortfall(ray: Any, envs: int, cpus_per_env: float = C.RAY_CPUS_PER_ENV) -> Optional[str]:
+    """Why the joined cluster cannot hold `envs` actors of `cpus_per_env` CPUs (None: it can).
+    Actors that do not fit would wait for CPUs that never come."""
+    cpus, total = envs * cpus_per_env, float(ray.cluster_resources().get("CPU", 0))
+    if cpus <= total:
+        return None
+    return (f"{envs} envs at once need {cpus:g} CPUs of the Ray cluster, which has {total:g} on "
+            f"{sum(1 for node in ray.nodes() if node['Alive'])} node(s): lower parallel_envs or add nodes")
 
 
 class EnvActor:
@@ -151,9 +160,14 @@ class RayVecEnv(WorkerFaults, VecEnv):
         max_restarts: int,
         stop_flag: Optional[Callable[[], bool]] = None,
         names: Optional[Sequence[str]] = None,
+        cpus_per_env: float = C.RAY_CPUS_PER_ENV,
     ) -> None:
         self._ray = require_ray()
         self._env_fns = list(env_fns)
+        self.cpus_per_env = float(cpus_per_env)
+        shortfall = cluster_shortfall(self._ray, len(self._env_fns), self.cpus_per_env)
+        if shortfall:
+            raise ValueError(shortfall)
         self._actor_class = self._ray.remote(EnvActor)
         self._init_faults(len(self._env_fns), step_timeout_s, max_restarts, stop_flag, names)
         self._actors: List[Any] = [None] * len(self._env_fns)
@@ -177,7 +191,7 @@ class RayVecEnv(WorkerFaults, VecEnv):
     # -- worker lifecycle ----------------------------------------------------------------
 
     def _start_worker(self, k: int) -> None:
-        options = dict(num_cpus=CPUS_PER_ENV, scheduling_strategy=SCHEDULING_STRATEGY, max_restarts=0,
+        options = dict(num_cpus=self.cpus_per_env, scheduling_strategy=SCHEDULING_STRATEGY, max_restarts=0,
                        max_task_retries=0)
         self._actors[k] = self._actor_class.options(**options).remote(self._env_fns[k])
         self._pending[k] = None

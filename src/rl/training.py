@@ -108,6 +108,7 @@ def create_vectorized_env(
     per_env_kwargs: Optional[Sequence[Mapping[str, Any]]] = None,
     env_backend: str = C.DEFAULT_ENV_BACKEND,
     ray_address: Optional[str] = C.DEFAULT_RAY_ADDRESS,
+    ray_cpus_per_env: float = C.RAY_CPUS_PER_ENV,
     **env_kwargs: Any,
 ) -> VecEnv:
     """One env per params string (a single string is replicated `n_envs` times).
@@ -115,7 +116,8 @@ def create_vectorized_env(
     `env_backend` "subprocess": one env runs in this process (`DummyVecEnv`); several run in
     their own processes (`ResilientSubprocVecEnv`: each with its own libsumo, a step timeout
     and restarts of dead or stuck workers). "ray": every env is an actor of the Ray cluster at
-    `ray_address` (`RayVecEnv`, the same fault contract), one env included. `in_process` keeps
+    `ray_address` (`RayVecEnv`, the same fault contract, `ray_cpus_per_env` CPUs reserved per
+    actor), one env included. `in_process` keeps
     every env in this process whatever the backend (debugging; the first uses libsumo, the
     others TraCI).
     """
@@ -145,7 +147,7 @@ def create_vectorized_env(
         from src.rl.ray_vec_env import RayVecEnv, connect
 
         connect(ray_address)
-        return RayVecEnv(factories, step_timeout_s, max_restarts, stop_flag, names=names)
+        return RayVecEnv(factories, step_timeout_s, max_restarts, stop_flag, names=names, cpus_per_env=ray_cpus_per_env)
     return ResilientSubprocVecEnv(factories, step_timeout_s, max_restarts, stop_flag, names=names)
 
 
@@ -412,8 +414,9 @@ def train_rl_policy(
             if config.eval_sumo_seed is not None:  # validation on SUMO seeds of its own
                 eval_params = [replace(p, sumo_seed=int(config.eval_sumo_seed)) for p in eval_params]
             eval_names = [s["name"] for s in held_out] or scenario_names
+            # on Ray the evaluation actors reserve no CPU: they run while the training envs wait
             eval_env = scenario_envs(config, eval_params, eval_names, network_dir, dims, model_dir / "eval_envs",
-                                     held_out or None, in_process=in_process)
+                                     held_out or None, in_process=in_process, ray_cpus_per_env=0)
             # Frozen copy of the training statistics (synced before each evaluation), raw rewards.
             eval_env = wrap_normalized(eval_env, bool(config.normalize_observations), bool(config.normalize_reward),
                                        float(config.gamma), float(C.DEFAULT_NORMALIZATION_CLIP), training=False)
