@@ -149,14 +149,18 @@ def test_training_over_two_nodes_survives_losing_one_and_registers(ray_cluster, 
 
 
 def test_sigterm_to_the_driver_saves_registers_and_ends_killed(ray_cluster, tmp_path, store):
-    job = _train_on_ray(tmp_path, store, ray_cluster["cluster"].address, "--timesteps", "100000")
-    job.wait_for("episode done")
+    """On phase_select with the junction-shared policy: the Ray envs under `JunctionVecEnv`."""
+    job = _train_on_ray(tmp_path, store, ray_cluster["cluster"].address, "--timesteps", "100000",
+                        "--control-mode", "phase_select", "--reward", "rl/configs/reward/delay.yaml", "--n-steps", "4")
+    job.wait_for("approx_kl")  # a PPO update done, the next rollout under way
+    assert any("phase_select control, junction policy" in line for line in job.lines)
     job.signal_group(signal.SIGTERM)  # the driver's job; the actors live in the cluster's processes
     output = job.finish()
     assert job.proc.returncode == 3, output[-3000:]
     assert "Traceback" not in output
     run = run_of(store, run_id_from(output))
-    assert run.info.status == "KILLED" and version_of(store, run.info.run_id).tags["interrupted"] == "true"
+    assert run.info.status == "KILLED"
+    assert version_of(store, run.info.run_id).tags["interrupted"] == "true"
 
 
 def test_more_envs_at_once_than_the_cluster_has_cpus_is_one_line_exit_2(ray_cluster, tmp_path, capsys):
