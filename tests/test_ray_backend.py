@@ -126,6 +126,38 @@ def test_same_actions_give_the_same_trips_on_ray_and_on_subprocesses(ray_cluster
     assert trips["ray"] == trips["subprocess"]
 
 
+def test_a_stuck_actor_times_out_and_is_replaced(ray_cluster, tiny_network, tmp_path):
+    from src.rl.environment import network_dimensions
+    from src.rl.training import create_vectorized_env
+
+    if not ray.is_initialized():
+        ray.init(address=ray_cluster["cluster"].address)
+    dims = network_dimensions(tiny_network)
+    venv = create_vectorized_env([tiny_scenario(150, 43, end_time=300), tiny_scenario(150, 44, end_time=300)],
+                                 tiny_network, network_dimensions=dims, work_root=tmp_path, env_backend="ray",
+                                 step_timeout_s=5)
+    stuck = venv.pids[0]
+    try:
+        venv.reset()
+        action = np.zeros((2, dims["action"]), dtype=np.float32)
+        venv.step(action)
+        before = list(venv.restarts)  # a reset slower than 5 s on a loaded machine would count too
+        os.kill(stuck, signal.SIGSTOP)  # a SUMO that never returns
+        started = time.monotonic()
+        _, _, dones, infos = venv.step(action)
+        assert time.monotonic() - started < 60
+        assert infos[0]["env_restarted"] == "no answer within 5 s (env_step_timeout_s)" and dones[0]
+        assert venv.restarts == [before[0] + 1, before[1]]
+        _, _, _, infos = venv.step(action)  # the new actor steps on
+        assert not any("env_restarted" in info for info in infos)
+    finally:
+        venv.close()
+        try:
+            os.kill(stuck, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def _train_on_ray(tmp_path: Path, store: str, address: str, *args: str) -> Training:
     return Training(tmp_path, store, ["--parallel-envs", "3", "--env-backend", "ray", "--ray-address", address,
                                       "--checkpoint-freq", "1000", *args], scenarios=THREE_SCENARIOS)

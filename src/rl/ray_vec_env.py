@@ -19,7 +19,7 @@ import os
 import signal
 import socket
 from collections import Counter
-from typing import Any, Callable, List, Optional, Sequence
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices
@@ -107,10 +107,11 @@ class EnvActor:
                 pass
         self.env = env_fn()
 
-    def node(self) -> str:
+    def where(self) -> Tuple[str, int]:
+        """The Ray node this env runs on and the process id there."""
         import ray
 
-        return ray.get_runtime_context().get_node_id()
+        return ray.get_runtime_context().get_node_id(), os.getpid()
 
     def spaces(self) -> tuple:
         return self.env.observation_space, self.env.action_space
@@ -176,14 +177,15 @@ class RayVecEnv(WorkerFaults, VecEnv):
             self._start_worker(k)
         try:
             observation_space, action_space = self._ray.get(self._actors[0].spaces.remote(), timeout=STARTUP_TIMEOUT_S)
-            nodes = self._ray.get([actor.node.remote() for actor in self._actors], timeout=STARTUP_TIMEOUT_S)
+            where = self._ray.get([actor.where.remote() for actor in self._actors], timeout=STARTUP_TIMEOUT_S)
         except self._ray.exceptions.RayError as err:
             self._kill_all()
             raise RuntimeError(f"the env actors did not start: {_first_line(err)}") from None
-        placed = Counter(nodes)
-        logger.info("Ray backend: %d env actors on %d node(s): %s", len(nodes), len(placed),
+        #: Where each env started: its node id and process id (restarts may move it).
+        self.nodes, self.pids = [node for node, _ in where], [pid for _, pid in where]
+        placed = Counter(self.nodes)
+        logger.info("Ray backend: %d env actors on %d node(s): %s", len(where), len(placed),
                     ", ".join(f"{node[:8]} x{count}" for node, count in sorted(placed.items())))
-        self.nodes = nodes
         self.closed = False
         self.waiting = False
         VecEnv.__init__(self, len(self._env_fns), observation_space, action_space)
