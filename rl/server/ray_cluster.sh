@@ -12,7 +12,9 @@
 #
 # RAY_PORT (default 6379 + SLURM_JOB_ID mod 1000, so jobs sharing a node do not clash) is the
 # head's port. RAY_START_TIMEOUT (default 180 s) bounds
-# the wait for the nodes. Every node needs the repository and its venv at the same path (a
+# the wait for the nodes. Unless RAY_AUTH_MODE is set, the cluster takes a token of its own
+# (RAY_AUTH_TOKEN, in the environment of the job's processes only): Ray's token file in $HOME,
+# shared by every job, would otherwise decide, and nodes started from it may not agree. Every node needs the repository and its venv at the same path (a
 # shared file system), as the models folder, which the envs write to.
 
 RAY_STEP_PIDS=()
@@ -22,7 +24,7 @@ ray_log() { echo "[ray_cluster $(date '+%F %T')] $*"; }
 
 # How many Ray nodes have joined the cluster at RAY_ADDRESS (0 while the head is not up).
 ray_nodes_alive() {
-    python - "$RAY_ADDRESS" <<'EOF' 2>/dev/null || echo 0
+    timeout 60 python - "$RAY_ADDRESS" <<'EOF' 2>/dev/null || echo 0
 import sys
 import ray
 ray.init(address=sys.argv[1], logging_level="ERROR", log_to_driver=False)
@@ -31,7 +33,7 @@ EOF
 }
 
 ray_cluster_start() {
-    local head cpus others head_ip expected waited=0
+    local head cpus others head_ip expected deadline=$((SECONDS + ${RAY_START_TIMEOUT:-180}))
     head="${SLURMD_NODENAME:-$(hostname -s)}"
     cpus="${RAY_CPUS_PER_NODE:-${SLURM_CPUS_PER_TASK:-1}}"
     RAY_PORT="${RAY_PORT:-$((6379 + ${SLURM_JOB_ID:-0} % 1000))}"
@@ -41,6 +43,10 @@ ray_cluster_start() {
     mapfile -t others < <(scontrol show hostnames "${SLURM_JOB_NODELIST:-$head}" 2>/dev/null | grep -vx "$head" || true)
     expected=$((1 + ${#others[@]} + ${RAY_EXTRA_NODES:-0}))
     RAY_ENV_SLOTS=$((expected * cpus))
+    if [ -z "${RAY_AUTH_MODE:-}" ]; then
+        RAY_AUTH_TOKEN="$(python -c 'import secrets; print(secrets.token_hex(32))')"
+        export RAY_AUTH_MODE=token RAY_AUTH_TOKEN
+    fi
     # the env actors import this repository's code, as the trainer does (whatever the venv points at)
     export PYTHONPATH="${REPO}${PYTHONPATH:+:$PYTHONPATH}"
     ray_log "head on ${head} at ${RAY_ADDRESS}; ${#others[@]} other node(s), ${RAY_EXTRA_NODES:-0} extra Ray node(s) here; ${cpus} CPUs each"
@@ -50,8 +56,8 @@ ray_cluster_start() {
     RAY_STEP_PIDS+=($!)
     until (exec 3<>"/dev/tcp/${head_ip}/${RAY_PORT}") 2>/dev/null; do
         kill -0 "${RAY_STEP_PIDS[0]}" 2>/dev/null || { ray_log "the head exited (see above)"; return 1; }
-        sleep 2; waited=$((waited + 2))
-        [ "$waited" -lt "${RAY_START_TIMEOUT:-180}" ] || { ray_log "the head did not start in ${waited} s"; return 1; }
+        [ "$SECONDS" -lt "$deadline" ] || { ray_log "the head did not start in ${RAY_START_TIMEOUT:-180} s"; return 1; }
+        sleep 2
     done
     if [ "${#others[@]}" -gt 0 ]; then
         srun --overlap --nodes="${#others[@]}" --ntasks="${#others[@]}" --ntasks-per-node=1 --exclude="$head" \
@@ -64,9 +70,12 @@ ray_cluster_start() {
             ray start --block --address="$RAY_ADDRESS" --num-cpus="$cpus" --disable-usage-stats &
         RAY_STEP_PIDS+=($!)
     done
-    while [ "$(ray_nodes_alive)" -lt "$expected" ]; do
-        sleep 2; waited=$((waited + 2))
-        [ "$waited" -lt "${RAY_START_TIMEOUT:-180}" ] || { ray_log "only $(ray_nodes_alive) of ${expected} Ray nodes joined in ${waited} s"; return 1; }
+    local alive
+    while :; do
+        alive="$(ray_nodes_alive)"
+        [ "${alive:-0}" -ge "$expected" ] 2>/dev/null && break
+        [ "$SECONDS" -lt "$deadline" ] || { ray_log "only ${alive:-0} of ${expected} Ray nodes joined in ${RAY_START_TIMEOUT:-180} s"; return 1; }
+        sleep 2
     done
     ray_log "cluster up: ${expected} Ray node(s), ${RAY_ENV_SLOTS} env slots"
     export RAY_ADDRESS
