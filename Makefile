@@ -7,6 +7,8 @@ VENV ?= .venv
 TORCH_INDEX ?=
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The tests also need the `cluster` extra (Ray); `make setup` and `make demo` stay without it.
+CLUSTER_STAMP := $(VENV)/.installed-cluster
 
 .PHONY: setup test demo simulate heavy-table ui bench clean
 
@@ -18,9 +20,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]' $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
 	touch $(STAMP)
 
+$(CLUSTER_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,cluster]' $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
+	touch $(CLUSTER_STAMP)
+
 # One pytest worker per core (`-n auto`), each taking whole test files (`--dist loadfile`): a
-# file's module fixtures (a trained model, a SLURM cluster) are built once, by one worker.
-test: setup
+# file's module fixtures (a trained model, a SLURM cluster, a Ray cluster) are built once, by one worker.
+test: setup $(CLUSTER_STAMP)
 	$(PY) -m pytest -q -n auto --dist loadfile
 
 # The main job on the local default: train one policy on the laptop scenarios (one SUMO

@@ -114,6 +114,7 @@ CASES: Dict[str, Tuple[Callable[[Path], List[str]], str]] = {
     "zero step timeout": (_yaml("execution", _set(env_step_timeout_s=0)), "env_step_timeout_s"),
     "negative restarts": (_yaml("execution", _set(max_env_restarts=-1)), "max_env_restarts"),
     "unknown device": (_yaml("execution", _set(device="gpu")), "device"),
+    "unknown env backend": (_yaml("execution", _set(env_backend="mpi")), "env_backend"),
     "cycle too short for the phases": (_yaml("network", _set(cycle_lengths=[10])), "cycle"),
     # command-line values
     "timesteps not a number": (_args("--timesteps", "abc"), "--timesteps"),
@@ -122,6 +123,8 @@ CASES: Dict[str, Tuple[Callable[[Path], List[str]], str]] = {
     "zero end time": (_args("--end-time", "0"), "end_time"),
     "learning rate text": (_args("--learning-rate", "fast"), "--learning-rate"),
     "unknown option": (_args("--turbo"), "--turbo"),
+    "no Ray cluster at the address": (_args("--env-backend", "ray", "--ray-address", "127.0.0.1:1"),
+                                      "no Ray cluster answers at 127.0.0.1:1"),
     "negative batch index": (_args("--chain-id", "c1", "--batch-index", "-1"), "--batch-index"),
     "batch index without chain": (_args("--batch-index", "1"), "--chain-id"),
     "chain without tracking": (_args("--chain-id", "c1", "--no-mlflow"), "--no-mlflow"),

@@ -449,3 +449,30 @@ def test_time_limit_warning_requeues_until_the_batch_is_done(cluster, store, out
     assert requeued.data.tags["resumed_from_run_id"] == killed.info.run_id
     assert int(requeued.data.tags["start_steps"]) == int(interrupted.tags["steps"])
     assert (final.tags["interrupted"], final.tags["steps"]) == ("false", "256")
+
+
+def test_multinode_script_trains_on_a_ray_cluster_inside_the_job(cluster, store, outside):
+    """train_rl_multinode.slurm on this one-node SLURM with a second Ray node started inside
+    the job (RAY_EXTRA_NODES=1): the Ray cluster comes up, three envs run as actors on both Ray
+    nodes, the run finishes and registers, and the cluster is stopped when the trainer exits."""
+    pytest.importorskip("ray", reason="the Ray backend needs the cluster extra: pip install -e '.[test,cluster]'")
+    from mlflow import MlflowClient
+
+    scenarios = outside / "ray_three.yaml"
+    scenarios.write_text(yaml.safe_dump({"scenarios": [
+        {"name": f"ray_s{k}", "num_vehicles": 150, "private_traffic_seed": 61 + k, "public_traffic_seed": 71 + k,
+         "routing_strategy": "shortest 100"} for k in range(3)]}, sort_keys=False))
+    job = cluster.sbatch(["--nodes=1", "--cpus-per-task=1", "--mem=3G", "--time=30", "--job-name=ray_multinode",
+                          str(SERVER / "train_rl_multinode.slurm"), *train_args(store)],
+                         cwd=outside, env=job_env(store, SCENARIOS=str(scenarios), TIMESTEPS="96", MODEL_NAME="ray_multi",
+                                                  RAY_EXTRA_NODES="1", RAY_CPUS_PER_NODE="2"))
+    info = cluster.wait(job, 400)
+    log = output_of(info)
+    assert (info["JobState"], info["ExitCode"]) == ("COMPLETED", "0:0"), log[-4000:]
+    assert "cluster up: 2 Ray node(s), 4 env slots" in log and "3 env actors on 2 node(s)" in log, log[-4000:]
+    assert log.index("trainer exited with code 0") < log.index("Ray cluster stopped")
+    versions = MlflowClient(tracking_uri=store["uri"]).search_model_versions("name='ray_multi'")
+    [version] = versions
+    run = MlflowClient(tracking_uri=store["uri"]).get_run(version.run_id)
+    assert run.info.status == "FINISHED" and run.data.params["env_backend"] == "ray"
+    assert run.data.params["parallel_envs"] == "4" and version.tags["steps"] == "96"

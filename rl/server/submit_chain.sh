@@ -14,6 +14,8 @@
 # Environment:
 #   CPUS, MEM, TIME   sbatch --cpus-per-task, --mem, --time of every job (default: the #SBATCH
 #                     lines of train_rl.slurm: 4 CPUs, 8G, 24 h); PARALLEL_ENVS defaults to CPUS
+#   NODES             several nodes per job: the envs on a Ray cluster over them
+#                     (train_rl_multinode.slurm, sbatch --nodes; needs the `cluster` extra)
 #   SBATCH_ARGS       more sbatch options, e.g. "--partition=long --account=traffic" (split on spaces)
 #   NETWORK SCENARIOS ALGORITHM REWARD EXECUTION TIMESTEPS PARALLEL_ENVS MODEL_NAME: see train_rl.slurm
 #   RESUME_FROM       the model batch 0 starts from (a file, runs:/ or models:/ URI); later
@@ -30,6 +32,7 @@ fail() { echo "$0: $*" >&2; exit 2; }
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 SLURM_SCRIPT="$REPO/rl/server/train_rl.slurm"
+[ -n "${NODES:-}" ] && SLURM_SCRIPT="$REPO/rl/server/train_rl_multinode.slurm"
 
 batches=()
 while [ $# -gt 0 ]; do
@@ -67,6 +70,7 @@ sbatch_opts=(--parsable --output="$LOG_DIR/slurm-%x-%j.out")
 [ -n "${CPUS:-}" ] && sbatch_opts+=(--cpus-per-task="$CPUS")
 [ -n "${MEM:-}" ] && sbatch_opts+=(--mem="$MEM")
 [ -n "${TIME:-}" ] && sbatch_opts+=(--time="$TIME")
+[ -n "${NODES:-}" ] && sbatch_opts+=(--nodes="$NODES")
 # shellcheck disable=SC2206
 [ -n "${SBATCH_ARGS:-}" ] && sbatch_opts+=($SBATCH_ARGS)
 

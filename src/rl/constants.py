@@ -111,6 +111,16 @@ DEFAULT_LOG_INTERVAL = 1
 # is treated as stuck: killed and restarted. Generous: a heavy reset takes tens of seconds.
 DEFAULT_ENV_STEP_TIMEOUT_S = 600.0
 DEFAULT_MAX_ENV_RESTARTS = 3  # per env and run; one more failure ends the run with a checkpoint
+# Where the scenario envs run: `subprocess`, one process each on this node; `ray`, one Ray actor
+# each, spread over the nodes of a Ray cluster (src/rl/ray_vec_env.py; needs the `cluster` extra).
+ENV_BACKENDS: Tuple[str, ...] = ("subprocess", "ray")
+DEFAULT_ENV_BACKEND = "subprocess"
+# The Ray cluster to join: "auto" (the one started on this node), "HOST:PORT"; None: $RAY_ADDRESS,
+# else a new Ray instance on this machine.
+DEFAULT_RAY_ADDRESS = None
+# CPUs Ray reserves for each training env actor (one SUMO simulation each); evaluation actors
+# reserve none (they run while the training envs wait).
+RAY_CPUS_PER_ENV = 1.0
 # At the end of a run, how long to wait for an unreachable tracking server (seconds without a
 # delivery) before leaving the rest of the run's records to `rl/sync.py` (exit code 4); after
 # SIGTERM at most TRACKING_WAIT_AFTER_STOP_S, well inside SLURM's kill wait.

@@ -198,8 +198,8 @@ def _prepare(args: argparse.Namespace, mode: str, config, source_files) -> _Plan
     if mode == "local" and not getattr(args, "all_scenarios", False):
         scenarios = scenarios[:1]
     single_env = bool(getattr(args, "single_env", False) or (mode == "local" and config.single_env))
-    if len(scenarios) == 1:
-        single_env = True  # one env always runs in this process
+    if len(scenarios) == 1 and config.env_backend != "ray":
+        single_env = True  # one env always runs in this process (on Ray it is an actor like any other)
     model_name = args.model_name or config.model_name or network_name
     models_dir = Path(args.models_dir or config.models_dir)
     if not models_dir.is_absolute():
@@ -210,6 +210,9 @@ def _prepare(args: argparse.Namespace, mode: str, config, source_files) -> _Plan
     plan = _Plan(config, source_files, scenarios, single_env, model_name,
                  args.batch_name or Path(source_files.get("scenarios", first_source)).stem,
                  config.experiment_name, None, models_dir)
+    if config.env_backend == "ray" and not single_env:
+        at_once = len(scenarios) if mode != "server" else min(len(scenarios), int(config.parallel_envs))
+        _join_ray(config, at_once)
     try:
         check_writable_dir(models_dir, "the models folder")
     except LocationError as err:
@@ -238,6 +241,20 @@ def _prepare(args: argparse.Namespace, mode: str, config, source_files) -> _Plan
         except (ModelResolutionError, LocationError) as err:
             raise UserError(str(err)) from None
     return plan
+
+
+def _join_ray(config, envs_at_once: int) -> None:
+    """Join the Ray cluster before anything is written: no Ray, no cluster, or a cluster with
+    fewer CPUs than envs running at once is a one-line error."""
+    from src.rl.ray_vec_env import RayUnavailable, cluster_shortfall, connect
+
+    try:
+        ray = connect(config.ray_address)
+    except RayUnavailable as err:
+        raise UserError(f"{source_of(config, 'env_backend')}: {err}") from None
+    shortfall = cluster_shortfall(ray, envs_at_once)
+    if shortfall:
+        raise UserError(f"{source_of(config, 'parallel_envs')}: {shortfall}")
 
 
 def _check_resumed_model(plan: _Plan, network_dir: Path) -> Dict[str, Any]:

@@ -40,6 +40,8 @@ OVERRIDE_FLAGS = {
     "decision_interval": "decision_interval",
     "policy_sharing": "policy_sharing",
     "eval_scenarios": "eval_scenarios",
+    "env_backend": "env_backend",
+    "ray_address": "ray_address",
 }
 
 
@@ -85,6 +87,10 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     _flag(over, "decision-interval", type=optional(int), help="s between phase choices (phase_select)")
     _flag(over, "policy-sharing", type=optional(str), help="junction (one policy per junction view) or network")
     _flag(over, "eval-scenarios", type=optional(str), help="scenarios file evaluated every eval_freq steps (validation)")
+    _flag(over, "env-backend", type=optional(str), help="where the envs run: subprocess (this node) or ray (a Ray "
+          "cluster's nodes; needs pip install -e '.[cluster]')")
+    _flag(over, "ray-address", type=optional(str), help="the Ray cluster of --env-backend ray: auto or HOST:PORT "
+          "(default: $RAY_ADDRESS, else a new local Ray)")
     _flag(parser, "resume-from", type=optional(str), default=None,
           help="continue a model: a .zip path, runs:/<run_id>/<path>, models:/<name>/<version|latest> or models:/<name>@<alias>")
     _flag(parser, "model-name", type=optional(str), default=None, help="model folder prefix and registered model name")

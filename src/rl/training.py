@@ -106,14 +106,20 @@ def create_vectorized_env(
     stop_flag: Optional[Callable[[], bool]] = None,
     control_mode: str = "cycle_splits",
     per_env_kwargs: Optional[Sequence[Mapping[str, Any]]] = None,
+    env_backend: str = C.DEFAULT_ENV_BACKEND,
+    ray_address: Optional[str] = C.DEFAULT_RAY_ADDRESS,
+    ray_cpus_per_env: float = C.RAY_CPUS_PER_ENV,
     **env_kwargs: Any,
 ) -> VecEnv:
     """One env per params string (a single string is replicated `n_envs` times).
 
-    One env runs in this process (`DummyVecEnv`); several run in their own processes
-    (`ResilientSubprocVecEnv`: each with its own libsumo, a step timeout and restarts of dead
-    or stuck workers); `in_process` keeps several envs in this process (debugging; the first
-    uses libsumo, the others TraCI).
+    `env_backend` "subprocess": one env runs in this process (`DummyVecEnv`); several run in
+    their own processes (`ResilientSubprocVecEnv`: each with its own libsumo, a step timeout
+    and restarts of dead or stuck workers). "ray": every env is an actor of the Ray cluster at
+    `ray_address` (`RayVecEnv`, the same fault contract, `ray_cpus_per_env` CPUs reserved per
+    actor), one env included. `in_process` keeps
+    every env in this process whatever the backend (debugging; the first uses libsumo, the
+    others TraCI).
     """
     if isinstance(env_params_list, (str, SimulationParams)):
         env_params_list = [env_params_list] * max(int(n_envs), 1)
@@ -127,7 +133,8 @@ def create_vectorized_env(
     kwargs = dict(env_kwargs, network_dimensions=network_dimensions)
     if control_mode == "cycle_splits":
         kwargs.update(cycle_lengths=cycle_lengths, cycle_strategy=cycle_strategy)
-    in_worker = not (len(env_params_list) == 1 or in_process)
+    use_ray = env_backend == "ray" and not in_process
+    in_worker = use_ray or not (len(env_params_list) == 1 or in_process)
     own = list(per_env_kwargs or [{}] * len(env_params_list))  # e.g. a route-file scenario's rotation
     factories = [
         make_env_factory(p, Path(network_path), root / f"{k:02d}_{name}", name, {**kwargs, **own[k]}, in_worker,
@@ -136,6 +143,11 @@ def create_vectorized_env(
     ]
     if not in_worker:
         return DummyVecEnv(factories)
+    if use_ray:
+        from src.rl.ray_vec_env import RayVecEnv, connect
+
+        connect(ray_address)
+        return RayVecEnv(factories, step_timeout_s, max_restarts, stop_flag, names=names, cpus_per_env=ray_cpus_per_env)
     return ResilientSubprocVecEnv(factories, step_timeout_s, max_restarts, stop_flag, names=names)
 
 
@@ -202,6 +214,7 @@ def scenario_envs(config: Any, env_params_list: Sequence[str], names: Sequence[s
                                  scenario_names=list(names), control_mode=config.control_mode,
                                  step_timeout_s=float(config.env_step_timeout_s),
                                  max_restarts=int(config.max_env_restarts), per_env_kwargs=per_env,
+                                 env_backend=config.env_backend, ray_address=config.ray_address,
                                  **options, **env_kwargs)
     return JunctionVecEnv(venv) if config.control_mode == "phase_select" and config.sharing == "junction" else venv
 
@@ -403,8 +416,9 @@ def train_rl_policy(
             if config.eval_sumo_seed is not None:  # validation on SUMO seeds of its own
                 eval_params = [replace(p, sumo_seed=int(config.eval_sumo_seed)) for p in eval_params]
             eval_names = [s["name"] for s in held_out] or scenario_names
+            # on Ray the evaluation actors reserve no CPU: they run while the training envs wait
             eval_env = scenario_envs(config, eval_params, eval_names, network_dir, dims, model_dir / "eval_envs",
-                                     held_out or None, in_process=in_process)
+                                     held_out or None, in_process=in_process, ray_cpus_per_env=0)
             # Frozen copy of the training statistics (synced before each evaluation), raw rewards.
             eval_env = wrap_normalized(eval_env, bool(config.normalize_observations), bool(config.normalize_reward),
                                        float(config.gamma), float(C.DEFAULT_NORMALIZATION_CLIP), training=False)

@@ -1,7 +1,9 @@
 """Env workers that survive what a day-long cluster run meets: job-wide SIGTERM, a dead or a
 stuck SUMO.
 
-`ResilientSubprocVecEnv` is SB3's `SubprocVecEnv` with three differences:
+`WorkerFaults` is the fault contract every env backend keeps (here the subprocess workers,
+`src/rl/ray_vec_env.py` the Ray actors); `ResilientSubprocVecEnv` is SB3's `SubprocVecEnv`
+with it, which makes three differences:
 - every reply from a worker is awaited with a timeout (`step_timeout_s`); a worker that
   died (EOF, non-zero exit) or did not answer in time is killed and started again from its
   factory, and its episode ends there as a truncation (SB3 bootstraps it from the last
@@ -95,7 +97,125 @@ def ignore_stop_signals() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-class ResilientSubprocVecEnv(SubprocVecEnv):
+class WorkerFaults:
+    """The fault contract of an env backend whose envs live in workers (module docstring).
+
+    A backend provides `_start_worker(k)`, `_kill(k)`, `_send(k, command, data)` (False: the
+    worker is gone) and `_receive(k, timeout_s)` (built on `_await`); this class restarts,
+    counts and reports. `command` is "step" (data: the action) or "reset" (data: (seed,
+    options)); replies are those of SB3's subprocess worker.
+    """
+
+    num_envs: int
+    waiting: bool
+
+    def _init_faults(self, num_envs: int, step_timeout_s: float, max_restarts: int,
+                     stop_flag: Optional[Callable[[], bool]], names: Optional[Sequence[str]]) -> None:
+        self.step_timeout_s = float(step_timeout_s)
+        self.max_restarts = int(max_restarts)
+        self.stop_flag = stop_flag or (lambda: False)
+        self.names = list(names or [f"env{k}" for k in range(num_envs)])
+        self.restarts: List[int] = [0] * num_envs
+        self.restart_log: List[dict] = []
+        self._last_obs: List[Any] = [None] * num_envs
+        self._sent: List[bool] = [False] * num_envs
+
+    def _start_worker(self, k: int) -> None:
+        raise NotImplementedError
+
+    def _kill(self, k: int) -> None:
+        raise NotImplementedError
+
+    def _send(self, k: int, command: str, data: Any) -> bool:
+        raise NotImplementedError
+
+    def _receive(self, k: int, timeout_s: Optional[float] = None) -> Any:
+        raise NotImplementedError
+
+    def _restart(self, k: int, reason: str) -> Any:
+        """Replace worker `k` and return the first observation of its new episode."""
+        self._kill(k)
+        self.restarts[k] += 1
+        self.restart_log.append({"env": self.names[k], "reason": reason, "time": time.time()})
+        if self.restarts[k] > self.max_restarts:
+            raise EnvWorkerError(f"env {self.names[k]!r} failed {self.restarts[k]} times (last: {reason}); "
+                                 f"max_env_restarts is {self.max_restarts}")
+        logger.warning("env %s: %s; restarting it (restart %d of at most %d)", self.names[k], reason,
+                       self.restarts[k], self.max_restarts)
+        try:
+            self._start_worker(k)
+            if not self._send(k, "reset", (None, None)):
+                raise _WorkerLost("the new worker is gone before its first reset")
+            observation, _ = self._receive(k, max(self.step_timeout_s, STARTUP_TIMEOUT_S))
+        except _WorkerLost as lost:
+            return self._restart(k, f"restart failed: {lost.reason}")
+        return observation
+
+    def _await(self, k: int, ready: Callable[[float], bool], fetch: Callable[[], Any],
+               lost: Callable[[], Optional[str]], timeout_s: Optional[float]) -> Any:
+        """Wait for worker `k`'s reply (`ready(poll_s)` says it is there, `fetch()` takes it,
+        `lost()` says why the worker is gone, or None): _WorkerLost if it died or timed out,
+        StepAborted on a stop."""
+        timeout_s = self.step_timeout_s if timeout_s is None else timeout_s
+        started = time.monotonic()
+        stop_seen_at: Optional[float] = None
+        while True:
+            if ready(POLL_S):
+                return fetch()
+            reason = lost()
+            if reason:
+                raise _WorkerLost(reason)
+            now = time.monotonic()
+            if self.stop_flag():
+                stop_seen_at = stop_seen_at or now
+                if now - stop_seen_at > STOP_GRACE_S:
+                    raise StepAborted(f"stop requested; env {self.names[k]!r} did not answer within {STOP_GRACE_S:.0f} s")
+            if now - started > timeout_s:
+                raise _WorkerLost(f"no answer within {timeout_s:g} s (env_step_timeout_s)")
+
+    # -- VecEnv API ------------------------------------------------------------------------
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._sent = [self._send(k, "step", action) for k, action in enumerate(actions)]
+        self.waiting = True
+
+    def step_wait(self) -> VecEnvStepReturn:
+        results = []
+        for k in range(self.num_envs):
+            try:
+                if not self._sent[k]:
+                    raise _WorkerLost("worker gone before the step was sent")
+                results.append(self._receive(k))
+            except _WorkerLost as lost:
+                if self.stop_flag():
+                    raise StepAborted(f"stop requested; env {self.names[k]!r} lost: {lost.reason}") from None
+                observation = self._restart(k, lost.reason)
+                last = self._last_obs[k] if self._last_obs[k] is not None else observation
+                info = {"env_restarted": lost.reason, "TimeLimit.truncated": True, "terminal_observation": last}
+                results.append((observation, 0.0, True, info, {}))
+        self.waiting = False
+        obs, rews, dones, infos, self.reset_infos = zip(*results)
+        self._last_obs = list(obs)
+        return _stack_obs(obs, self.observation_space), np.stack(rews), np.stack(dones), infos
+
+    def reset(self) -> VecEnvObs:
+        sent = [self._send(k, "reset", (self._seeds[k], self._options[k])) for k in range(self.num_envs)]
+        results = []
+        for k in range(self.num_envs):
+            try:
+                if not sent[k]:
+                    raise _WorkerLost("worker gone before the reset was sent")
+                results.append(self._receive(k))
+            except _WorkerLost as lost:
+                results.append((self._restart(k, lost.reason), {}))
+        obs, self.reset_infos = zip(*results)
+        self._reset_seeds()
+        self._reset_options()
+        self._last_obs = list(obs)
+        return _stack_obs(obs, self.observation_space)
+
+
+class ResilientSubprocVecEnv(WorkerFaults, SubprocVecEnv):
     """One env per process; dead or stuck workers are restarted (see the module docstring)."""
 
     def __init__(
@@ -109,17 +229,11 @@ class ResilientSubprocVecEnv(SubprocVecEnv):
     ) -> None:
         self._env_fns = list(env_fns)
         self._ctx = mp.get_context(start_method)
-        self.step_timeout_s = float(step_timeout_s)
-        self.max_restarts = int(max_restarts)
-        self.stop_flag = stop_flag or (lambda: False)
-        self.names = list(names or [f"env{k}" for k in range(len(self._env_fns))])
-        self.restarts: List[int] = [0] * len(self._env_fns)
-        self.restart_log: List[dict] = []
+        self._init_faults(len(self._env_fns), step_timeout_s, max_restarts, stop_flag, names)
         _start_helpers_shielded(start_method)
         super().__init__(self._env_fns, start_method=start_method)
         self.remotes = list(self.remotes)
         self.work_remotes = list(self.work_remotes)
-        self._last_obs: List[Any] = [None] * self.num_envs
 
     # -- worker lifecycle ----------------------------------------------------------------
 
@@ -146,91 +260,32 @@ class ResilientSubprocVecEnv(SubprocVecEnv):
         except OSError:
             pass
 
-    def _restart(self, k: int, reason: str) -> Any:
-        """Replace worker `k` and return the first observation of its new episode."""
-        self._kill(k)
-        self.restarts[k] += 1
-        self.restart_log.append({"env": self.names[k], "reason": reason, "time": time.time()})
-        if self.restarts[k] > self.max_restarts:
-            raise EnvWorkerError(f"env {self.names[k]!r} failed {self.restarts[k]} times (last: {reason}); "
-                                 f"max_env_restarts is {self.max_restarts}")
-        logger.warning("env %s: %s; restarting it (restart %d of at most %d)", self.names[k], reason,
-                       self.restarts[k], self.max_restarts)
-        self._start_worker(k)
+    def _send(self, k: int, command: str, data: Any) -> bool:
         try:
-            self.remotes[k].send(("reset", (None, None)))
-            observation, _ = self._receive(k, max(self.step_timeout_s, STARTUP_TIMEOUT_S))
-        except _WorkerLost as lost:
-            return self._restart(k, f"restart failed: {lost.reason}")
-        return observation
+            self.remotes[k].send((command, data))
+            return True
+        except (BrokenPipeError, OSError):
+            return False
 
     def _receive(self, k: int, timeout_s: Optional[float] = None) -> Any:
-        """Wait for worker `k`'s reply: _WorkerLost if it died or timed out, StepAborted on a stop."""
         remote, process = self.remotes[k], self.processes[k]
-        timeout_s = self.step_timeout_s if timeout_s is None else timeout_s
-        started = time.monotonic()
-        stop_seen_at: Optional[float] = None
-        while True:
+
+        def ready(poll_s: float) -> bool:
             try:
-                if remote.poll(POLL_S):
-                    return remote.recv()
+                return remote.poll(poll_s)
             except (EOFError, OSError) as err:
                 raise _WorkerLost(f"worker pipe closed ({type(err).__name__})") from None
-            if not _alive(process):
-                raise _WorkerLost(f"worker process exited with code {process.exitcode}")
-            now = time.monotonic()
-            if self.stop_flag():
-                stop_seen_at = stop_seen_at or now
-                if now - stop_seen_at > STOP_GRACE_S:
-                    raise StepAborted(f"stop requested; env {self.names[k]!r} did not answer within {STOP_GRACE_S:.0f} s")
-            if now - started > timeout_s:
-                raise _WorkerLost(f"no answer within {timeout_s:g} s (env_step_timeout_s)")
 
-    # -- VecEnv API ------------------------------------------------------------------------
-
-    def step_async(self, actions: np.ndarray) -> None:
-        self._sent = []
-        for remote, action in zip(self.remotes, actions):
+        def fetch() -> Any:
             try:
-                remote.send(("step", action))
-                self._sent.append(True)
-            except (BrokenPipeError, OSError):
-                self._sent.append(False)
-        self.waiting = True
+                return remote.recv()
+            except (EOFError, OSError) as err:
+                raise _WorkerLost(f"worker pipe closed ({type(err).__name__})") from None
 
-    def step_wait(self) -> VecEnvStepReturn:
-        results = []
-        for k in range(self.num_envs):
-            try:
-                if not self._sent[k]:
-                    raise _WorkerLost("worker pipe closed before the step was sent")
-                results.append(self._receive(k))
-            except _WorkerLost as lost:
-                if self.stop_flag():
-                    raise StepAborted(f"stop requested; env {self.names[k]!r} lost: {lost.reason}") from None
-                observation = self._restart(k, lost.reason)
-                last = self._last_obs[k] if self._last_obs[k] is not None else observation
-                info = {"env_restarted": lost.reason, "TimeLimit.truncated": True, "terminal_observation": last}
-                results.append((observation, 0.0, True, info, {}))
-        self.waiting = False
-        obs, rews, dones, infos, self.reset_infos = zip(*results)
-        self._last_obs = list(obs)
-        return _stack_obs(obs, self.observation_space), np.stack(rews), np.stack(dones), infos
+        def lost() -> Optional[str]:
+            return None if _alive(process) else f"worker process exited with code {process.exitcode}"
 
-    def reset(self) -> VecEnvObs:
-        for k, remote in enumerate(self.remotes):
-            remote.send(("reset", (self._seeds[k], self._options[k])))
-        results = []
-        for k in range(self.num_envs):
-            try:
-                results.append(self._receive(k))
-            except _WorkerLost as lost:
-                results.append((self._restart(k, lost.reason), {}))
-        obs, self.reset_infos = zip(*results)
-        self._reset_seeds()
-        self._reset_options()
-        self._last_obs = list(obs)
-        return _stack_obs(obs, self.observation_space)
+        return self._await(k, ready, fetch, lost, timeout_s)
 
     def close(self) -> None:
         """Close every worker; one that does not finish in time is killed (never hang here).

@@ -109,6 +109,8 @@ class ExperimentConfig:
     sumo_seed: int = P.DEFAULT_SUMO_SEED
     env_step_timeout_s: float = C.DEFAULT_ENV_STEP_TIMEOUT_S
     max_env_restarts: int = C.DEFAULT_MAX_ENV_RESTARTS
+    env_backend: str = C.DEFAULT_ENV_BACKEND
+    ray_address: Optional[str] = C.DEFAULT_RAY_ADDRESS
     tracking_wait_s: float = C.DEFAULT_TRACKING_WAIT_S
     eval_scenarios: Optional[str] = C.DEFAULT_EVAL_SCENARIOS
     eval_sumo_seed: Optional[int] = C.DEFAULT_EVAL_SUMO_SEED

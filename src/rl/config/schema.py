@@ -58,6 +58,7 @@ EXECUTION_KEYS: FrozenSet[str] = frozenset({
     "early_stopping_patience", "early_stopping_min_delta", "begin", "end_time", "parallel_envs",
     "single_env", "experiment_name", "model_name", "models_dir", "device", "log_interval",
     "sumo_seed", "env_step_timeout_s", "max_env_restarts", "eval_scenarios", "eval_sumo_seed", "tracking_wait_s",
+    "env_backend", "ray_address",
 }) | ALGORITHM_EXECUTION_SHARED_KEYS
 # Top-level keys each file may hold.
 GROUP_KEYS: Dict[str, FrozenSet[str]] = {
@@ -221,6 +222,8 @@ KEY_CHECKS: Dict[str, Callable[[Any], Any]] = {
     "tracking_wait_s": number(0),
     "eval_scenarios": text(optional=True, what="a path to a scenarios file"),
     "eval_sumo_seed": integer(0, optional=True),
+    "env_backend": choice(C.ENV_BACKENDS),
+    "ray_address": text(optional=True, what="a Ray cluster address: auto or HOST:PORT"),
 }
 SCENARIO_NAME_CHECK = text(pattern=NAME_PATTERN, what="a scenario name of letters, digits, '_', '.', '-'")
 
