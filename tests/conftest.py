@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -54,6 +56,16 @@ def isolated_mlflow_state():
     os.environ.update(saved)
     mlflow.set_tracking_uri(saved.get("MLFLOW_TRACKING_URI"))
     mlflow.set_registry_uri(saved.get("MLFLOW_REGISTRY_URI"))
+
+
+@pytest.fixture(scope="module")
+def one_ray_cluster_at_a_time():
+    """Held while a test file runs a Ray cluster: pytest workers (`-n`) run files at once, and
+    two Ray clusters on one machine would share its default ports and `~/.ray`."""
+    with open(Path(tempfile.gettempdir()) / f"pytest-ray-{os.getuid()}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+        fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @pytest.fixture()

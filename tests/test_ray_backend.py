@@ -37,7 +37,7 @@ THREE_SCENARIOS = [scenario("r_shortest", 150, 31, "shortest 100"), scenario("r_
 
 
 @pytest.fixture(scope="module")
-def ray_cluster():
+def ray_cluster(one_ray_cluster_at_a_time):
     """A head and a second node; yields (cluster, second node). This process is not a driver
     of it until a test joins (`ray.init`); the training scripts join it as their own drivers."""
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": HEAD_CPUS})

@@ -451,7 +451,7 @@ def test_time_limit_warning_requeues_until_the_batch_is_done(cluster, store, out
     assert (final.tags["interrupted"], final.tags["steps"]) == ("false", "256")
 
 
-def test_multinode_script_trains_on_a_ray_cluster_inside_the_job(cluster, store, outside):
+def test_multinode_script_trains_on_a_ray_cluster_inside_the_job(cluster, store, outside, one_ray_cluster_at_a_time):
     """train_rl_multinode.slurm on this one-node SLURM with a second Ray node started inside
     the job (RAY_EXTRA_NODES=1): the Ray cluster comes up, three envs run as actors on both Ray
     nodes, the run finishes and registers, and the cluster is stopped when the trainer exits."""
