@@ -23,7 +23,7 @@ from mlflow import MlflowClient
 from stable_baselines3.common.logger import KVWriter
 
 from src.tracking.delivery import BATCH_LIMIT, DELIVER, Courier, Delivery, Journal
-from src.tracking.store import REPO_ROOT, ensure_experiment, ensure_store
+from src.tracking.store import REPO_ROOT, ensure_experiment, ensure_store, set_experiment_tag_once
 
 logger = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ class TrainingRun:
         experiment = self.client.get_experiment(experiment_id)
         self._experiment_name = experiment.name
         if description and not experiment.tags.get(NOTE_TAG):
-            self.client.set_experiment_tag(experiment_id, NOTE_TAG, description)
+            set_experiment_tag_once(self.client, experiment_id, NOTE_TAG, description)
         if journal_dir is not None:
             self.courier = Courier(self.client, run_id, Journal.create(journal_dir, uri, run_id, experiment.name), uri)
         logger.info("MLflow run %s in experiment %r (%s)", self.run_id, self._experiment_name, self.tracking_uri)

@@ -11,7 +11,7 @@ import os
 import re
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 from urllib.parse import unquote, urlparse
 
 from src.locations import LocationError, check_writable_dir, check_writable_file
@@ -103,6 +103,19 @@ def new_experiment_artifact_location(uri: str, experiment_name: str) -> Optional
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 
 
+def set_experiment_tag_once(client: Any, experiment_id: str, key: str, value: str) -> None:
+    """Tag an experiment that lacked `key`. Jobs starting together (a job array, several
+    trainings against one server) race to set it, and the server's SQLite refuses the second
+    insert of the same key: that job finds the tag set and goes on."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.set_experiment_tag(experiment_id, key, value)
+    except MlflowException:
+        if key not in client.get_experiment(experiment_id).tags:
+            raise
+
+
 def ensure_experiment(uri: str, experiment_name: str) -> str:
     """The id of `experiment_name`, created (artifacts beside a SQLite store) if it is new, and
     tagged as model training unless it says otherwise."""
@@ -122,7 +135,7 @@ def ensure_experiment(uri: str, experiment_name: str) -> str:
         if experiment is None:
             raise MlflowException(f"experiment {experiment_name!r} could not be created")
     if EXPERIMENT_KIND_TAG not in experiment.tags:
-        client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+        set_experiment_tag_once(client, experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
     return experiment.experiment_id
 
 
