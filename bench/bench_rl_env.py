@@ -298,6 +298,15 @@ def phase_select_vs_peers(args, tmp: Path, reps: int, report: Report) -> None:
                                       "steps": runs["ours"][0]["steps"]}
     report.add(Ratio("phase_select episode (random actions) / plain sumo", best["ours"] / best["plain"], TARGET_PHASE_PLAIN,
                      f"best of {reps}: {best['ours']:.2f} s / {best['plain']:.2f} s, {runs['ours'][0]['steps']} decisions"))
+    # CPU time (user + system of the process, from the env's reset; plain: the whole `sumo`
+    # process): steadier than wall time on a shared or throttled machine
+    cpu = {name: min(r["cpu_s"] for r in results) for name, results in runs.items()}
+    report.samples["phase_select"].update({f"{name}_cpu_s": [r["cpu_s"] for r in results] for name, results in runs.items()})
+    report.add(Ratio("  CPU time: phase_select episode / plain sumo", cpu["ours"] / cpu["plain"], None,
+                     f"best of {reps}: {cpu['ours']:.2f} s / {cpu['plain']:.2f} s"))
+    if "sumo_rl" in cpu:
+        report.add(Ratio("  CPU time: phase_select episode / sumo-rl episode", cpu["ours"] / cpu["sumo_rl"], None,
+                         f"best of {reps}: {cpu['ours']:.2f} s / {cpu['sumo_rl']:.2f} s"))
     traffic = runs["ours"][0]["vehicle_s"] / runs["plain"][0]["vehicle_s"]
     report.add(Ratio("  traffic simulated (vehicle-seconds), random-action episode / plain sumo", traffic, None,
                      "random phases change the traffic SUMO has to simulate"))
