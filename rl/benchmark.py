@@ -34,9 +34,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from benchmark_steps import BenchmarkError, run_step, train_seed  # noqa: E402
+from benchmark_steps import BenchmarkError, log_summary_run, run_step, train_seed  # noqa: E402
 from src.rl.learning_curve import CURVE_CSV, plot_curves  # noqa: E402
-from src.tracking.run import TrainingRun  # noqa: E402
 from src.tracking.store import resolve_tracking_uri  # noqa: E402
 
 FAMILY_DIR = REPO_ROOT / "rl/configs/benchmark"
@@ -209,18 +208,12 @@ def _suite(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 def log_to_mlflow(family: str, out: Path, table: pd.DataFrame) -> None:
     """The table as a run of experiment `benchmark_<family>`, beside the training runs."""
-    tracker = TrainingRun(f"benchmark_{family}", f"table_{out.name}")
-    status = "FAILED"
-    try:
-        for name in ("benchmark.csv", "benchmark.md", "learning.csv", "learning_curves.png"):
-            if (out / name).is_file():
-                tracker.log_artifact(out / name)
-        for _, row in table.iterrows():
-            key = re.sub(r"[^A-Za-z0-9_]", "_", str(row["controller"])).strip("_")
-            tracker.log_metrics(0, {f"{key}/{m}": float(row[m]) for m in METRICS if row[m] == row[m]})
-        status = "FINISHED"
-    finally:
-        tracker.end(status)
+    metrics = {}
+    for _, row in table.iterrows():
+        key = re.sub(r"[^A-Za-z0-9_]", "_", str(row["controller"])).strip("_")
+        metrics.update({f"{key}/{m}": float(row[m]) for m in METRICS if row[m] == row[m]})
+    log_summary_run(f"benchmark_{family}", f"table_{out.name}", out,
+                    ("benchmark.csv", "benchmark.md", "learning.csv", "learning_curves.png"), metrics)
 
 
 if __name__ == "__main__":

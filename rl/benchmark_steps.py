@@ -7,7 +7,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Mapping, Sequence
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,3 +57,20 @@ def train_seed(family: Dict, seed: int, timesteps: int, out: Path) -> Dict:
                "run_id": run_id.group(1) if run_id else None}
     record.write_text(json.dumps(outcome))
     return outcome
+
+
+def log_summary_run(experiment: str, run_name: str, out: Path, files: Sequence[str],
+                    metrics: Mapping[str, float]) -> None:
+    """A benchmark's tables as one MLflow run: the files of `out` that exist, and `metrics` at step 0."""
+    from src.tracking.run import TrainingRun
+
+    tracker = TrainingRun(experiment, run_name)
+    status = "FAILED"
+    try:
+        for name in files:
+            if (out / name).is_file():
+                tracker.log_artifact(out / name)
+        tracker.log_metrics(0, dict(metrics))
+        status = "FINISHED"
+    finally:
+        tracker.end(status)

@@ -27,10 +27,9 @@ from typing import Any, Dict, List, Optional, Sequence
 import pandas as pd
 import yaml
 
-from benchmark_steps import REPO_ROOT, BenchmarkError, run_step, train_seed
+from benchmark_steps import REPO_ROOT, BenchmarkError, log_summary_run, run_step, train_seed
 from src.network.phases import read_phase_plans
 from src.sumo_integration.sumocfg import read_sumocfg
-from src.tracking.run import TrainingRun
 
 SUITE_DIR = REPO_ROOT / "rl/configs/suites"
 SUITE_KEYS = {"maps", "algorithm", "reward", "phase_slots", "decisions", "min_episodes", "rollout_decisions",
@@ -274,16 +273,8 @@ def run_suite(suite_name: str, maps_dir: Path, out: Path, only: Optional[List[st
 
 
 def _log_summary(results: Dict[str, Dict[str, Any]], out: Path) -> None:
-    tracker = TrainingRun("benchmark_resco", f"suite_{out.name}")
-    status = "FAILED"
-    try:
-        for name in ("suite.md", "suite.json", "suite_delay.png", "transfer.csv"):
-            if (out / name).is_file():
-                tracker.log_artifact(out / name)
-        for name, result in results.items():
-            tracker.log_metrics(0, {f"{name}/{controller}/{key}": float(value)
-                                    for controller, row in result["rows"].items() for key, value in row.items()
-                                    if not key.endswith("_std")})
-        status = "FINISHED"
-    finally:
-        tracker.end(status)
+    log_summary_run("benchmark_resco", f"suite_{out.name}", out,
+                    ("suite.md", "suite.json", "suite_delay.png", "transfer.csv"),
+                    {f"{name}/{controller}/{key}": float(value) for name, result in results.items()
+                     for controller, row in result["rows"].items() for key, value in row.items()
+                     if not key.endswith("_std")})

@@ -102,3 +102,16 @@ def artifact_paths(store: str, run_id: str, path: str = "") -> set:
         if item.is_dir:
             found |= artifact_paths(store, run_id, item.path)
     return found
+
+
+def process_children() -> dict:
+    """Every running process's children, from /proc: {parent pid: [child pids]}."""
+    children: dict = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    return children

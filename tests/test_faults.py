@@ -16,7 +16,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from conftest import REPO_ROOT, artifact_paths, python, subprocess_env
+from conftest import REPO_ROOT, artifact_paths, process_children, python, subprocess_env
 from test_platform import QUICK, run_id_from, run_of, scenario, write_scenarios
 
 #: 64 characters: SB3's console table used to cut keys at 36 and crash on the clash.
@@ -65,14 +65,7 @@ class Training:
 
     def env_workers(self) -> List[int]:
         """PIDs of the env worker processes: grandchildren through the forkserver."""
-        children = {}
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                except (OSError, IndexError, ValueError):
-                    continue
-                children.setdefault(ppid, []).append(int(entry.name))
+        children = process_children()
         return sorted(pid for child in children.get(self.proc.pid, []) for pid in children.get(child, []))
 
 

@@ -21,7 +21,7 @@ from typing import Dict, List
 import numpy as np
 import pytest
 
-from conftest import tiny_scenario
+from conftest import process_children, tiny_scenario
 from test_faults import Training, version_of
 from test_platform import run_id_from, run_of, scenario, write_scenarios
 
@@ -61,14 +61,7 @@ def store(tmp_path_factory) -> str:
 
 
 def _descendants(pid: int) -> List[int]:
-    children: Dict[int, List[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
+    children = process_children()
     found, todo = [], [pid]
     while todo:
         current = todo.pop()
