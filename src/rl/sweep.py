@@ -36,7 +36,7 @@ from src.rl.pipeline import (StopSignals, TrainingFailed, TrainingInterrupted, T
 from src.rl.train_args import CONFIG_ROLES, EXIT_INTERRUPTED, EXIT_OK, overrides_from
 from src.tracking.delivery import is_outage
 from src.tracking.run import PARENT_TAG, start_run
-from src.tracking.store import REPO_ROOT
+from src.tracking.store import REPO_ROOT, sqlite_file
 from src.validation import got, is_int, is_number, suggest
 
 logger = logging.getLogger(__name__)
@@ -205,10 +205,6 @@ def check_space(space: Sequence[Param], experiment: Experiment, where: str) -> N
 # --- the study -----------------------------------------------------------------------------------
 
 
-def _sqlite_path(url: str) -> Optional[Path]:
-    return Path(url[len("sqlite:///"):]) if url.startswith("sqlite:///") else None
-
-
 def hide_password(url: str) -> str:
     return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
 
@@ -216,7 +212,7 @@ def hide_password(url: str) -> str:
 def storage_file(url: str) -> Optional[Path]:
     """The file of a `journal://<path>` or `sqlite:///<path>` storage (its folder must exist);
     None for a database server."""
-    path = Path(url[len("journal://"):]) if url.startswith("journal://") else _sqlite_path(url)
+    path = Path(url[len("journal://"):]) if url.startswith("journal://") else sqlite_file(url)
     if path is not None and not path.parent.is_dir():
         raise SweepError(f"--storage {url}: folder {path.parent} does not exist")
     return path
