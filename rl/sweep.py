@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Hyperparameter sweep: an Optuna study whose trials are real training runs, compared in MLflow.
 
-    python rl/sweep.py rl/configs/sweep/ppo_grid3.yaml --trials 12 \\
+    python rl/sweep.py rl/configs/sweep/ppo_quick.yaml --trials 6 \\
         --network rl/configs/network/grid3_small.yaml --scenarios rl/configs/scenarios/small_mixed.yaml \\
         --algorithm rl/configs/algorithm/ppo_small.yaml --reward rl/configs/reward/empirical.yaml \\
         --execution rl/configs/execution/quick_test.yaml --eval-freq 64

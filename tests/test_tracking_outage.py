@@ -4,6 +4,12 @@ training wrote to its model folder (progress.csv, checkpoints, the final model).
 
 MLflow's HTTP client is told to give up almost at once (one retry, no backoff), so every outage
 here outlasts the client's own retry budget and only our journal carries the records.
+
+The trainings reach the server through a port the test owns (`PortGate`, a byte forwarder):
+when the server is killed the gate refuses connections and resets the open ones, as a dead
+server's port does, and the restarted server (a new `mlflow server` process on the same
+store) starts inside the outage and is let in only when the test says so. The outage then
+lasts exactly as long as the test needs, and the restart's start-up is not added to it.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -65,6 +72,63 @@ class TrackingServer:
         self.proc = None
 
 
+class PortGate:
+    """The tracking URI's port, forwarding each connection to a server's port while open;
+    closed, nothing listens there and the connections it carried are reset."""
+
+    def __init__(self) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.listener = None
+        self.carried = []
+        self.lock = threading.Lock()
+
+    def open(self, to_port: int) -> None:
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", self.port))
+        self.listener.listen(64)
+        threading.Thread(target=self._accept, args=(self.listener, to_port), daemon=True).start()
+
+    def close(self) -> None:
+        self.listener.close()
+        with self.lock:
+            for conn in self.carried:
+                try:
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                    conn.close()  # linger 0: a reset, as from a killed server
+                except OSError:
+                    pass
+            self.carried.clear()
+
+    def _accept(self, listener: socket.socket, to_port: int) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # closed
+            try:
+                upstream = socket.create_connection(("127.0.0.1", to_port))
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.carried += [client, upstream]
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+
 @pytest.fixture()
 def server(tmp_path):
     server = TrackingServer(tmp_path / "server")
@@ -73,6 +137,15 @@ def server(tmp_path):
     yield server
     if server.proc is not None:
         server.stop()
+
+
+@pytest.fixture()
+def gate(server):
+    """The URI the trainings use: `server` behind a `PortGate`."""
+    gate = PortGate()
+    gate.open(server.port)
+    yield gate
+    gate.close()
 
 
 @pytest.fixture()
@@ -102,7 +175,7 @@ def assert_history_equals_progress(client: MlflowClient, run_id: str, model_dir:
         assert [v for _, v in history] == pytest.approx([v for _, v in points], rel=1e-6), key
 
 
-def test_one_outage_three_trainings_nothing_lost(tmp_path, server, impatient_client):
+def test_one_outage_three_trainings_nothing_lost(tmp_path, server, gate, impatient_client):
     """One server outage seen by three trainings (one `mlflow server` restart, so it fits CI):
     `through` outlives it (the server comes back while it waits at its end), `past_end` ends
     inside it (exit 4, then rl/sync.py), `stopped` gets SIGTERM inside it (exit 3, then sync)."""
@@ -112,11 +185,14 @@ def test_one_outage_three_trainings_nothing_lost(tmp_path, server, impatient_cli
                        ("past_end", ["--timesteps", "96", "--execution", str(short_wait)]),
                        ("stopped", ["--timesteps", "100000", "--execution", str(short_wait)])):
         (tmp_path / name).mkdir()
-        jobs[name] = Training(tmp_path / name, server.uri, args, ONE_SCENARIO)
+        jobs[name] = Training(tmp_path / name, gate.uri, args, ONE_SCENARIO)
     for job in jobs.values():
         job.wait_for("approx_kl")  # the first update is logged: every run is open and training
+    gate.close()
     server.stop()
     stopped_at = time.monotonic()
+    restart = threading.Thread(target=lambda: setattr(server, "restart_s", server.start()))
+    restart.start()  # the same store; let in below, once the outage has done its work
 
     jobs["stopped"].wait_for("approx_kl")  # an update inside the outage
     jobs["stopped"].signal_group(signal.SIGTERM)
@@ -127,7 +203,17 @@ def test_one_outage_three_trainings_nothing_lost(tmp_path, server, impatient_cli
     out["past_end"] = jobs["past_end"].finish()
     assert jobs["past_end"].proc.returncode == 4, out["past_end"][-3000:]
     jobs["through"].wait_for("unreachable since")
-    restart_s = server.start()
+    restart.join()
+    gate.open(server.port)
+    restart_s = server.restart_s
+    model_dirs = []
+    for name in ("past_end", "stopped"):  # saved locally and told how to deliver: rl/sync.py does, beside `through`
+        assert "NOT COMPLETE" in out[name] and "Traceback" not in out[name], out[name][-3000:]
+        line = next(line for line in out[name].splitlines() if line.startswith("deliver them") and "rl/sync.py" in line)
+        model_dirs.append(Path(line.split()[-1]))
+        assert (model_dirs[-1] / "final_model.zip").is_file()
+    sync = subprocess.Popen([python(), "rl/sync.py", *map(str, model_dirs)], cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=subprocess_env())
     out["through"] = jobs["through"].finish()
     outage_s = time.monotonic() - stopped_at
     assert jobs["through"].proc.returncode == 0, out["through"][-3000:]
@@ -141,28 +227,22 @@ def test_one_outage_three_trainings_nothing_lost(tmp_path, server, impatient_cli
     assert "episode done" in text.split("unreachable since", 1)[1].split("is back after", 1)[0]
     client = MlflowClient(tracking_uri=server.uri)
     run = client.get_run(run_id_from(text))
-    assert run.info.status == "FINISHED"
+    assert run.info.status == "FINISHED" and run.inputs.dataset_inputs
+    assert "refused" not in text  # three runs starting together: every record accepted (datasets raced once)
     model_dir = Path(run.data.tags["model_dir"])
     assert_history_equals_progress(client, run.info.run_id, model_dir)
     saved = {f"checkpoints/{p.name}" for p in (model_dir / "checkpoints").glob("*.zip")}
     assert len(saved) >= 6 and saved <= artifact_paths(server.uri, run.info.run_id, "checkpoints")
     assert client.get_model_version("grid3_small", run.data.tags["registered_version"]).run_id == run.info.run_id
 
-    # the two that ended inside it: saved locally, told how to deliver, then rl/sync.py does
-    model_dirs = []
-    for name in ("past_end", "stopped"):
-        assert "NOT COMPLETE" in out[name] and "Traceback" not in out[name], out[name][-3000:]
-        line = next(line for line in out[name].splitlines() if line.startswith("deliver them") and "rl/sync.py" in line)
-        model_dirs.append(Path(line.split()[-1]))
-        assert (model_dirs[-1] / "final_model.zip").is_file()
-    sync = subprocess.run([python(), "rl/sync.py", *map(str, model_dirs)], cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=300, env=subprocess_env())
-    assert sync.returncode == 0 and sync.stdout.count("registered model 'grid3_small' version") == 2, \
-        sync.stdout + sync.stderr
-    run_ids = [line.split()[1] for line in sync.stdout.splitlines() if line.startswith("run ")]
+    # the two that ended inside it, delivered by rl/sync.py: the same records as the one that lived through
+    sync_out, sync_err = sync.communicate(timeout=300)
+    assert sync.returncode == 0 and sync_out.count("registered model 'grid3_small' version") == 2, sync_out + sync_err
+    run_ids = [line.split()[1] for line in sync_out.splitlines() if line.startswith("run ")]
     for model_dir, run_id, status, interrupted in zip(model_dirs, run_ids, ("FINISHED", "KILLED"), ("false", "true")):
         run = client.get_run(run_id)
         assert run.info.status == status and run.data.params["total_timesteps"] in ("96", "100000")
+        assert run.inputs.dataset_inputs  # its scenario list reached the run (no insert race lost)
         assert_history_equals_progress(client, run_id, model_dir)
         assert {"model/final_model.zip", "config/resolved_config.yaml"} <= artifact_paths(server.uri, run_id)
         version = client.get_model_version("grid3_small", run.data.tags["registered_version"])

@@ -15,6 +15,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 #: Input tag MLflow reads as a dataset's role in the run.
 CONTEXT_TAG = "mlflow.data.context"
 ENTITY_FIELDS = ("name", "digest", "source_type", "source", "schema", "profile")
+#: Calls of `log_inputs` when concurrent runs race to insert the same dataset (see `log_dataset_inputs`).
+DATASET_RACE_ATTEMPTS = 3
 
 
 def scenario_list_dataset(scenarios: Sequence[Mapping[str, Any]], scenarios_file: Optional[str],
@@ -62,8 +64,24 @@ def _local_source(path: Path) -> Any:
 
 
 def log_dataset_inputs(client: Any, run_id: str, datasets: Sequence[Mapping[str, Any]]) -> None:
+    """Log `datasets` as the run's inputs. Runs starting together in one experiment (a job
+    array, a sweep's workers) race to insert the same dataset, and the server refuses the
+    second insert; once the first is in, the same call links to it, so it is made again."""
     from mlflow.entities import Dataset, DatasetInput, InputTag
+    from mlflow.exceptions import MlflowException
 
     inputs = [DatasetInput(Dataset(**{k: d.get(k) for k in ENTITY_FIELDS}),
                            tags=[InputTag(k, str(v)) for k, v in d.get("tags", {}).items()]) for d in datasets]
-    client.log_inputs(run_id, datasets=inputs)
+    for attempt in range(DATASET_RACE_ATTEMPTS):
+        try:
+            client.log_inputs(run_id, datasets=inputs)
+            return
+        except MlflowException as err:
+            if attempt + 1 == DATASET_RACE_ATTEMPTS or not _lost_insert_race(err):
+                raise
+
+
+def _lost_insert_race(err: Exception) -> bool:
+    """A unique-key violation from the server's database (SQLite, PostgreSQL or MySQL wording)."""
+    text = str(err).lower()
+    return any(sign in text for sign in ("unique constraint", "duplicate key", "duplicate entry", "integrityerror"))
