@@ -326,6 +326,10 @@ def test_reward_names_and_params_are_checked(tmp_path):
     assert "key 'reward_params'" in message and "'sclae'" in message and "allowed:" in message
     message = error_of(files_with(tmp_path, "reward", {"reward_function": "empirical", "reward_params": {"x": "big"}}))
     assert "key 'reward_params'" in message and "expected a number" in message
+    # a cycle reward under phase_select is refused here, not when the first env steps after the run opened
+    message = error_of(files_with(tmp_path, "reward", {"reward_function": "empirical"}),
+                       overrides={"control_mode": "phase_select"})
+    assert "bad_reward.yaml: key 'reward_function'" in message and "phase_select takes one of: delay" in message
 
 
 def test_feature_names_are_checked(tmp_path):
