@@ -5,11 +5,13 @@ training wrote to its model folder (progress.csv, checkpoints, the final model).
 MLflow's HTTP client is told to give up almost at once (one retry, no backoff), so every outage
 here outlasts the client's own retry budget and only our journal carries the records.
 
-The trainings reach the server through a port the test owns (`PortGate`, a byte forwarder):
-when the server is killed the gate refuses connections and resets the open ones, as a dead
-server's port does, and the restarted server (a new `mlflow server` process on the same
-store) starts inside the outage and is let in only when the test says so. The outage then
-lasts exactly as long as the test needs, and the restart's start-up is not added to it.
+The trainings reach the server through a port the test owns (`PortGate`, a byte forwarder).
+The outage: the gate refuses connections and resets the open ones, as a dead server's port
+does, and the server process is stopped (SIGSTOP: it answers nothing, finishes nothing); the
+server is back when it is continued and the gate opens again. What the clients see is a
+server that died and came back; MLflow's server keeps nothing of its clients outside its
+store, so a new process would add only its start-up (10-20 s of CPU here, twice that beside
+the trainings), which kept this test over a minute.
 """
 
 from __future__ import annotations
@@ -65,6 +67,12 @@ class TrackingServer:
                 time.sleep(0.2)
             assert self.proc.poll() is None, (self.root / "server.log").read_text()[-2000:]
         raise AssertionError(f"mlflow server did not answer within {timeout} s")
+
+    def pause(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGCONT)
 
     def stop(self) -> None:
         os.killpg(self.proc.pid, signal.SIGKILL)
@@ -176,12 +184,12 @@ def assert_history_equals_progress(client: MlflowClient, run_id: str, model_dir:
 
 
 def test_one_outage_three_trainings_nothing_lost(tmp_path, server, gate, impatient_client):
-    """One server outage seen by three trainings (one `mlflow server` restart, so it fits CI):
+    """One server outage seen by three trainings (one outage, so it fits CI):
     `through` outlives it (the server comes back while it waits at its end), `past_end` ends
     inside it (exit 4, then rl/sync.py), `stopped` gets SIGTERM inside it (exit 3, then sync)."""
     short_wait = execution_file(tmp_path, tracking_wait_s=1)
     jobs = {}
-    for name, args in (("through", ["--timesteps", "256", "--checkpoint-freq", "32"]),
+    for name, args in (("through", ["--timesteps", "256", "--checkpoint-freq", "64"]),
                        ("past_end", ["--timesteps", "96", "--execution", str(short_wait)]),
                        ("stopped", ["--timesteps", "100000", "--execution", str(short_wait)])):
         (tmp_path / name).mkdir()
@@ -189,10 +197,8 @@ def test_one_outage_three_trainings_nothing_lost(tmp_path, server, gate, impatie
     for job in jobs.values():
         job.wait_for("approx_kl")  # the first update is logged: every run is open and training
     gate.close()
-    server.stop()
+    server.pause()
     stopped_at = time.monotonic()
-    restart = threading.Thread(target=lambda: setattr(server, "restart_s", server.start()))
-    restart.start()  # the same store; let in below, once the outage has done its work
 
     jobs["stopped"].wait_for("approx_kl")  # an update inside the outage
     jobs["stopped"].signal_group(signal.SIGTERM)
@@ -203,9 +209,8 @@ def test_one_outage_three_trainings_nothing_lost(tmp_path, server, gate, impatie
     out["past_end"] = jobs["past_end"].finish()
     assert jobs["past_end"].proc.returncode == 4, out["past_end"][-3000:]
     jobs["through"].wait_for("unreachable since")
-    restart.join()
+    server.resume()
     gate.open(server.port)
-    restart_s = server.restart_s
     model_dirs = []
     for name in ("past_end", "stopped"):  # saved locally and told how to deliver: rl/sync.py does, beside `through`
         assert "NOT COMPLETE" in out[name] and "Traceback" not in out[name], out[name][-3000:]
@@ -217,8 +222,7 @@ def test_one_outage_three_trainings_nothing_lost(tmp_path, server, gate, impatie
     out["through"] = jobs["through"].finish()
     outage_s = time.monotonic() - stopped_at
     assert jobs["through"].proc.returncode == 0, out["through"][-3000:]
-    assert outage_s > restart_s > 1
-    print(f"outage {outage_s:.0f} s, of which restarting the server {restart_s:.0f} s")
+    print(f"outage {outage_s:.0f} s")
 
     # the one that lived through it: one warning, training went on, then everything arrived in order
     text = out["through"]
@@ -232,7 +236,7 @@ def test_one_outage_three_trainings_nothing_lost(tmp_path, server, gate, impatie
     model_dir = Path(run.data.tags["model_dir"])
     assert_history_equals_progress(client, run.info.run_id, model_dir)
     saved = {f"checkpoints/{p.name}" for p in (model_dir / "checkpoints").glob("*.zip")}
-    assert len(saved) >= 6 and saved <= artifact_paths(server.uri, run.info.run_id, "checkpoints")
+    assert len(saved) >= 3 and saved <= artifact_paths(server.uri, run.info.run_id, "checkpoints")
     assert client.get_model_version("grid3_small", run.data.tags["registered_version"]).run_id == run.info.run_id
 
     # the two that ended inside it, delivered by rl/sync.py: the same records as the one that lived through

@@ -10,11 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import pandas as pd
 
 CURVE_CSV = "learning_curve.csv"
 CURVE_PNG = "learning_curve.png"
@@ -37,6 +33,11 @@ def plot_curves(curves: Mapping[str, pd.DataFrame], out_png: Path, baselines: Op
                 metric: str = "mean_travel_time_all", title: str = "") -> Path:
     """One chart: each curve's training episodes (thin, per scenario) and evaluations (thick),
     each baseline a horizontal line. `curves` maps a label (a run, a seed) to `curve_rows`."""
+    import matplotlib  # here, not at import: every training process would pay for it at start
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for k, (label, table) in enumerate(curves.items()):
         color = f"C{k % 10}"
