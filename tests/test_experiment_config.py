@@ -330,6 +330,10 @@ def test_reward_names_and_params_are_checked(tmp_path):
     message = error_of(files_with(tmp_path, "reward", {"reward_function": "empirical"}),
                        overrides={"control_mode": "phase_select"})
     assert "bad_reward.yaml: key 'reward_function'" in message and "phase_select takes one of: delay" in message
+    # ... and a reward file that names none gives phase_select its own default
+    silent = load_modular_config(**files_with(tmp_path, "reward", {"reward_params": {"scale": 2}}),
+                                 overrides={"control_mode": "phase_select"})
+    assert silent.reward_function == "delay" and silent.reward_params == {"scale": 2}
 
 
 def test_feature_names_are_checked(tmp_path):

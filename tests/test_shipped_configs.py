@@ -19,7 +19,7 @@ SHIPPED = [(role, path) for role in DEFAULTS for path in sorted((CONFIGS / role)
 @pytest.mark.parametrize("role, path", SHIPPED, ids=[f"{r}/{p.name}" for r, p in SHIPPED])
 def test_shipped_config_file_loads(role, path):
     files = {**DEFAULTS, role: path}
-    if "control_mode: phase_select" in path.read_text():  # the default (cycle) reward is refused there
+    if "control_mode: phase_select" in path.read_text():  # the default (cycle) reward file is refused there
         files["reward"] = CONFIGS / "reward/delay.yaml"
     config = load_modular_config(**files)
     assert config.source_files[role] == str(path)

@@ -85,6 +85,8 @@ DEFAULT_FEATURES: Dict[str, Tuple[str, ...]] = {
 
 # --- reward file --------------------------------------------------------------------------
 DEFAULT_REWARD_FUNCTION = "empirical"
+#: The reward when control_mode is phase_select and no file names one (empirical is per cycle).
+DEFAULT_PHASE_SELECT_REWARD = "delay"
 DEFAULT_REWARD_PARAMS: Dict[str, float] = {}  # empty: the reward's own defaults (src.rl.reward)
 
 # --- execution file -----------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
+from src.rl import constants as C
 from src.rl.config import schema as S
 from src.rl.config.experiment import ExperimentConfig, check_combination
 from src.rl.config.schema import ConfigError
@@ -51,6 +52,8 @@ def _finish(values: Dict[str, Any], scenarios: Any, scenario_source: str, origin
             source_files: Dict[str, str], scenario_dir: Path) -> ExperimentConfig:
     """`scenario_dir`: the folder of the file that holds the scenarios (route_files are relative to it)."""
     origins = dict(origins, scenarios=scenario_source)
+    if values.get("control_mode") == "phase_select" and "reward_function" not in origins:
+        values["reward_function"] = C.DEFAULT_PHASE_SELECT_REWARD  # the cycle default is not defined per junction
     checked = S.check_scenarios(scenarios, scenario_source, scenario_dir)
     config = ExperimentConfig(**values, scenarios=checked, source_files=source_files, key_sources=origins)
     check_combination(config)  # each key was checked where it was read
