@@ -189,7 +189,7 @@ def test_one_outage_three_trainings_nothing_lost(tmp_path, server, gate, impatie
     inside it (exit 4, then rl/sync.py), `stopped` gets SIGTERM inside it (exit 3, then sync)."""
     short_wait = execution_file(tmp_path, tracking_wait_s=1)
     jobs = {}
-    for name, args in (("through", ["--timesteps", "256", "--checkpoint-freq", "64"]),
+    for name, args in (("through", ["--timesteps", "128", "--checkpoint-freq", "32"]),
                        ("past_end", ["--timesteps", "96", "--execution", str(short_wait)]),
                        ("stopped", ["--timesteps", "100000", "--execution", str(short_wait)])):
         (tmp_path / name).mkdir()

@@ -30,8 +30,10 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 logger = logging.getLogger(__name__)
 
 JOURNAL_FILE, DELIVERED_FILE, RUN_FILE, LOCK_FILE = "journal.jsonl", "delivered", "run.json", "lock"
-#: Seconds between two delivery attempts while the server is unreachable.
-RETRY_S = 5.0
+#: Seconds between two delivery attempts while the server is unreachable (each failed attempt
+#: is one refused connection, or ~10 s of MLflow's own retries; short, so a server that is back
+#: is used at once).
+RETRY_S = 2.0
 #: MLflow's own HTTP settings for our processes, unless the user set them: a call to a dead
 #: server gives up after ~10 s instead of MLflow's ~4 minutes (7 retries, factor 2, 120 s
 #: timeout); the courier retries on its own, so nothing is lost by giving up early.
