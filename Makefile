@@ -27,7 +27,7 @@ $(CLUSTER_STAMP): $(STAMP)
 # One pytest worker per core (`-n auto`), each taking whole test files (`--dist loadfile`): a
 # file's module fixtures (a trained model, a SLURM cluster, a Ray cluster) are built once, by one worker.
 test: setup $(CLUSTER_STAMP)
-	$(PY) -m pytest -q -n auto --dist loadfile --no-loadscope-reorder
+	$(PY) -m pytest -q -n auto --dist loadfile
 
 # The main job on the local default: train one policy on the laptop scenarios (one SUMO
 # process per scenario) into the SQLite MLflow store of this folder, then `make ui`.

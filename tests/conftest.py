@@ -117,24 +117,9 @@ def process_children() -> dict:
     return children
 
 
-#: Test files that take the longest on 2 cores (the "slowest files" the summary prints), run
-#: first: pytest-xdist hands whole files to workers in collection order (`make test` turns
-#: off its reordering by test count), so the last file a worker starts is a short one and the
-#: two workers finish together. Files not listed keep their order after these.
-SLOWEST_FILES_FIRST = (
-    "test_faults.py", "test_resco_suite.py", "test_slurm.py", "test_learning_signal.py", "test_sweep.py",
-    "test_ray_backend.py", "test_platform.py", "test_tracking_outage.py", "test_phase_select.py",
-)
-
-
-def pytest_collection_modifyitems(items):
-    rank = {name: k for k, name in enumerate(SLOWEST_FILES_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order within a file kept
-
-
 def pytest_terminal_summary(terminalreporter):
-    """Seconds per test file (setup + call + teardown), the slowest first: what the order above
-    is kept by."""
+    """Seconds per test file (setup + call + teardown), the slowest first: where the suite's time
+    goes, file by file (pytest's own list is per test)."""
     per_file = {}
     for reports in terminalreporter.stats.values():
         for report in reports:
