@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -115,6 +116,13 @@ def process_children() -> dict:
                 continue
             children.setdefault(ppid, []).append(int(entry.name))
     return children
+
+
+def free_port() -> int:
+    """A loopback TCP port nothing listens on now (for a server a test starts)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def pytest_terminal_summary(terminalreporter):

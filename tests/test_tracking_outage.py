@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from conftest import REPO_ROOT, artifact_paths, python, subprocess_env
+from conftest import REPO_ROOT, artifact_paths, free_port, python, subprocess_env
 from test_faults import Training, execution_file
 from test_platform import run_id_from, scenario
 
@@ -43,9 +43,7 @@ class TrackingServer:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.proc = None
 
@@ -85,9 +83,7 @@ class PortGate:
     closed, nothing listens there and the connections it carried are reset."""
 
     def __init__(self) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.listener = None
         self.carried = []
@@ -257,9 +253,7 @@ def test_one_outage_three_trainings_nothing_lost(tmp_path, server, gate, impatie
 
 
 def test_a_server_down_at_the_start_is_one_line_and_nothing_starts(tmp_path, impatient_client):
-    with socket.socket() as probe:  # a port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # a port nobody listens on
     proc = subprocess.run([python(), "rl/local/train.py", "--timesteps", "32", "--models-dir", str(tmp_path / "models")],
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
                           env=subprocess_env(MLFLOW_TRACKING_URI=f"http://127.0.0.1:{port}"))
