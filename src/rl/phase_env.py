@@ -28,7 +28,7 @@ from src.params import SimulationParams
 from src.control import LaneInfo, PhaseActuator, plan_timing
 from src.rl.environment import ScenarioEnv
 from src.rl.junction_observation import JunctionObserver, phase_select_dimensions
-from src.rl.reward import junction_rewards, resolve_reward_params
+from src.rl.reward import check_junction_reward, junction_rewards, resolve_reward_params
 
 #: Seconds between lane readings for the delay reward within a decision interval.
 REWARD_SAMPLE_S = 1.0
@@ -57,7 +57,7 @@ class PhaseSelectEnv(ScenarioEnv):
         self.decision_interval = float(decision_interval)
         self.reward_function = reward_function
         self.reward_params = resolve_reward_params(reward_function, reward_params)
-        junction_rewards(reward_function, self.reward_params, np.zeros(1), np.zeros(1), np.zeros(1), 0.0)  # name check
+        check_junction_reward(reward_function)
         c = self.params.control
         self.timing = plan_timing(self.plans, c.cycle_length, c.yellow_time, c.min_green)
         self.phase_slots = phase_slots

@@ -153,6 +153,13 @@ def compute_reward(name: str, params: Mapping[str, float], m: CycleMeasurement, 
 JUNCTION_REWARDS = ("delay", "waiting_time", "queue", "pressure")
 
 
+def check_junction_reward(name: str) -> None:
+    """ValueError unless `name` is defined per junction (what phase_select control needs)."""
+    if name not in JUNCTION_REWARDS:
+        raise ValueError(f"reward {name!r} is defined per cycle; control_mode: phase_select takes one of: "
+                         f"{', '.join(JUNCTION_REWARDS)}")
+
+
 def junction_rewards(name: str, params: Mapping[str, float], halting_seconds: np.ndarray, queue: np.ndarray,
                      pressure: np.ndarray, backlog_seconds: np.ndarray) -> np.ndarray:
     """Per junction, over one decision interval.
@@ -163,9 +170,7 @@ def junction_rewards(name: str, params: Mapping[str, float], halting_seconds: np
     network on the junction's incoming edges (`delay` only): the junction that holds an
     entry red pays for the vehicles it keeps out. Units as in the cycle rewards.
     """
-    if name not in JUNCTION_REWARDS:
-        raise ValueError(f"reward {name!r} is defined per cycle; phase_select control takes one of: "
-                         f"{', '.join(JUNCTION_REWARDS)}")
+    check_junction_reward(name)
     scale = float(params["scale"])
     if name in ("delay", "waiting_time"):
         backlog = float(params.get("backlog_weight", 0.0)) * np.asarray(backlog_seconds, dtype=float)

@@ -26,7 +26,7 @@ from src.rl.config import scenarios as SC
 from src.rl.config import schema as S
 from src.rl.config.schema import ConfigError
 from src.rl.config.yaml_format import read_mapping
-from src.rl.reward import JUNCTION_REWARDS
+from src.rl.reward import check_junction_reward
 from src.traffic.route_files import validate_route_files
 from src.validation import got, is_number
 
@@ -415,9 +415,11 @@ def _check_cross_keys(config: ExperimentConfig) -> None:
     if config.phase_slots is not None and (config.control_mode != "phase_select" or config.sharing != "junction"):
         raise ConfigError(f"{source_of(config, 'phase_slots')}: key 'phase_slots': a padded junction input needs "
                           "control_mode: phase_select and policy_sharing: junction")
-    if config.control_mode == "phase_select" and config.reward_function not in JUNCTION_REWARDS:
-        raise ConfigError(f"{source_of(config, 'reward_function')}: key 'reward_function': {config.reward_function!r} "
-                          f"is defined per cycle; control_mode: phase_select takes one of: {', '.join(JUNCTION_REWARDS)}")
+    if config.control_mode == "phase_select":
+        try:
+            check_junction_reward(config.reward_function)
+        except ValueError as err:
+            raise ConfigError(f"{source_of(config, 'reward_function')}: key 'reward_function': {err}") from None
     if config.early_stopping_patience > 0 and config.eval_freq <= 0:
         raise ConfigError(f"{source_of(config, 'early_stopping_patience')}: key 'early_stopping_patience': early "
                           "stopping acts on evaluations; set eval_freq > 0 or early_stopping_patience: 0")
