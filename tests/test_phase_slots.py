@@ -92,3 +92,37 @@ def test_phase_slots_are_checked(corridor):
         validate_experiment(replace(small_config(), control_mode="cycle_splits", phase_slots=8))
     with pytest.raises(ConfigError, match="phase_slots.*expected an integer 2-16"):
         validate_experiment(replace(small_config(control_mode="phase_select"), phase_slots=1))
+
+
+def test_padded_policy_never_asks_for_a_slot_its_junction_lacks(padded_model, corridor, tmp_path):
+    """The slots beyond a junction's phases are masked (`SlotMaskedPolicy`): the flags reach the
+    policy raw through the saved normalisation, and the missing slots get no probability, in the
+    sampled policy as in argmax, on programs of another phase count than training's."""
+    import torch as th
+
+    from src.rl.junction_observation import slot_exists_columns
+    from src.rl.policy import SlotMaskedPolicy
+
+    fx, network = corridor
+    model = PPO.load(str(padded_model), device="cpu")
+    assert isinstance(model.policy, SlotMaskedPolicy)
+    normalize = ObservationNormalizer.from_model_zip(padded_model)
+    start, stop = slot_exists_columns(6)
+    assert normalize.raw_columns == (start, stop)
+    env = PhaseSelectEnv(f"--net-file {fx.net_file} --route-file {fx.route_files[0]} --end-time {END_TIME}", network,
+                         decision_interval=10, phase_slots=6, work_dir=tmp_path / "env")
+    obs, _ = env.reset(seed=3)
+    sampled = []
+    for _ in range(20):
+        scaled = normalize(obs)
+        assert (scaled[:, start:stop] == obs[:, start:stop]).all()  # the flags are not normalised
+        with th.no_grad():
+            probs = model.policy.get_distribution(th.as_tensor(scaled)).distribution.probs.numpy()
+        assert probs[:, 4:].max() < 1e-6 and probs[:, :4].sum(axis=1) == pytest.approx(1.0)
+        actions, _ = model.predict(scaled, deterministic=False)
+        sampled.extend(np.asarray(actions).tolist())
+        obs, _, _, truncated, _ = env.step(actions)
+        if truncated:
+            break
+    env.close()
+    assert max(sampled) < 4 and len(set(sampled)) > 1

@@ -104,3 +104,32 @@ def test_summary_run_holds_the_tables_and_a_second_call_runs_nothing(suite_run):
         f.path for f in client.list_artifacts(run.info.run_id)}
     assert again.count("done before") == 2 and "[benchmark] training" not in again
     assert "[benchmark] evaluation" not in again
+
+
+def test_an_interrupted_seed_continues_from_its_last_model(suite_run, tmp_path, capsys, monkeypatch):
+    """A seed whose call was cut short (its models kept, no `train_seed<k>.json`) continues from
+    the most trained model for the steps left, and the judged model is the best on validation
+    over both calls (the score travels in the best model's metadata)."""
+    import shutil
+    import sys
+
+    from src.rl.utils import read_model_metadata
+
+    sys.path.insert(0, str(REPO_ROOT / "rl"))
+    from benchmark_steps import best_validated, latest_checkpoint, train_seed
+
+    out, store, _, _ = suite_run
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    shutil.copytree(out / "corridor" / "models" / "seed0", tmp_path / "models" / "seed0")
+    before, steps = latest_checkpoint(tmp_path / "models" / "seed0")
+    assert steps >= 64 and read_model_metadata(best_validated(tmp_path / "models" / "seed0"))["validation_score"] > 0
+    configs = out / "corridor" / "configs"
+    family = {"name": "resco_corridor", "network": str(configs / "network.yaml"),
+              "train_scenarios": str(configs / "scenarios.yaml"), "algorithm": str(configs / "algorithm.yaml"),
+              "reward": str(REPO_ROOT / "rl/configs/reward/delay.yaml"), "execution": str(configs / "execution.yaml")}
+    outcome = train_seed(family, 0, steps + 64, tmp_path)
+    assert f"continuing from {before} (step {steps}; 64 left)" in capsys.readouterr().out
+    assert read_model_metadata(Path(outcome["model"]))["num_timesteps"] >= steps + 64
+    assert len(list((tmp_path / "models" / "seed0").glob("*/best/best_model.zip"))) == 2  # one per call
+    assert Path(outcome["judged"]) == best_validated(tmp_path / "models" / "seed0")
+    assert json.loads((tmp_path / "train_seed0.json").read_text()) == outcome

@@ -253,8 +253,9 @@ class HeldOutEvaluation(BaseCallback):
         logger.info("evaluation at step %d over %d scenarios: travel time %.1f s, all trips %.1f s (best %.1f s)%s, "
                     "%.0f s", step, len(episodes), record.get("eval/mean_travel_time", math.nan), score,
                     min(self.best, score), " new best" if score < self.best else "", time.perf_counter() - started)
-        if score < self.best:
-            save_model_atomically(self.model, self.best_path, self.metadata_fn())
+        if score < self.best:  # the score travels with the model: a continued run can compare
+            save_model_atomically(self.model, self.best_path,
+                                  {**self.metadata_fn(), "validation_score": score, "validation_step": step})
         if improved or self.best == math.inf:
             self.bad_evals = 0
         else:

@@ -38,6 +38,14 @@ def junction_observation_size(max_phases: int) -> int:
     return PER_PHASE * max_phases + 2 * max_phases + 2
 
 
+def slot_exists_columns(max_phases: int) -> Tuple[int, int]:
+    """[start, stop) of the "this phase slot exists" flags in a junction observation: the
+    policy masks the slots a junction lacks with them (`SlotMaskedPolicy`), so they pass
+    through observation normalisation unchanged."""
+    start = PER_PHASE * max_phases + max_phases
+    return start, start + max_phases
+
+
 class PhaseSlotError(ValueError):
     """A junction has more phases than the policy input has slots."""
 
@@ -202,7 +210,8 @@ class JunctionObserver:
         base = PER_PHASE * p
         current = np.fromiter((actuator.current[t] for t in self.tls_ids), dtype=int, count=junctions)
         obs[np.arange(junctions), base + current] = 1.0
-        obs[:, base + p: base + 2 * p] = self._exists
+        flags = slot_exists_columns(p)
+        obs[:, flags[0]:flags[1]] = self._exists
         in_green = now - np.fromiter((actuator.green_since[t] for t in self.tls_ids), dtype=float, count=junctions)
         obs[:, base + 2 * p] = np.minimum(np.maximum(in_green, 0.0) / GREEN_TIME_SCALE_S, 1.0)
         obs[:, base + 2 * p + 1] = in_green >= actuator.timing.min_green - 1e-9
@@ -214,7 +223,8 @@ class JunctionObserver:
                            minlength=len(self.tls_ids))
 
     def phases_from_actions(self, actions: np.ndarray, current: Mapping[str, int]) -> Dict[str, int]:
-        """The green each junction asks for; a slot beyond its own phases means 'keep the current'."""
+        """The green each junction asks for; a slot beyond its own phases means 'keep the current'
+        (a `SlotMaskedPolicy` never asks for one; older unmasked models may)."""
         chosen = {}
         for k, tls in enumerate(self.tls_ids):
             a = int(actions[k])

@@ -14,7 +14,7 @@ import json
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Dict, Mapping, Optional, Union
+from typing import Any, BinaryIO, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -45,6 +45,7 @@ def normalization_state(vec_normalize: Any) -> Dict[str, Any]:
         "clip_reward": float(vec_normalize.clip_reward),
         "epsilon": float(vec_normalize.epsilon),
         "gamma": float(vec_normalize.gamma),
+        "raw_columns": _columns(getattr(vec_normalize, "raw_columns", None)),
         "obs_rms": _rms_state(getattr(vec_normalize, "obs_rms", None)),
         "ret_rms": _rms_state(getattr(vec_normalize, "ret_rms", None)),
     }
@@ -56,18 +57,42 @@ def restore_normalization(vec_normalize: Any, state: Mapping[str, Any]) -> None:
     _set_rms(getattr(vec_normalize, "ret_rms", None), state.get("ret_rms"))
 
 
+def _columns(columns: Optional[Sequence[int]]) -> Optional[Tuple[int, int]]:
+    return None if columns is None else (int(columns[0]), int(columns[1]))
+
+
+def saved_raw_columns(state: Optional[Mapping[str, Any]]) -> Optional[Tuple[int, int]]:
+    """The observation columns a saved model's statistics leave raw (None: all normalised)."""
+    return _columns((state or {}).get("raw_columns"))
+
+
 def wrap_normalized(venv: Any, normalize_observations: bool, normalize_reward: bool, gamma: float, clip: float,
-                    state: Optional[Mapping[str, Any]] = None, training: bool = True) -> Any:
+                    state: Optional[Mapping[str, Any]] = None, training: bool = True,
+                    raw_columns: Optional[Sequence[int]] = None) -> Any:
     """`venv` inside a `VecNormalize`, continuing `state` when given; `venv` itself if both are off.
 
     `training=False` (evaluation envs) freezes the statistics and reports raw rewards.
+    `raw_columns` ([start, stop)) pass unnormalised: flags the policy reads as they are (the
+    phase-slot mask of `SlotMaskedPolicy`; a constant flag would otherwise normalise to 0).
     """
     from stable_baselines3.common.vec_env import VecNormalize
 
     if not (normalize_observations or normalize_reward or state):
         return venv
-    wrapped = VecNormalize(venv, training=training, norm_obs=normalize_observations,
-                           norm_reward=normalize_reward and training, clip_obs=clip, clip_reward=clip, gamma=gamma)
+    columns = _columns(raw_columns)
+
+    class PartlyRawVecNormalize(VecNormalize):
+        raw_columns = columns
+
+        def _normalize_obs(self, obs: np.ndarray, obs_rms: Any) -> np.ndarray:
+            scaled = super()._normalize_obs(obs, obs_rms)
+            if self.raw_columns is not None:
+                scaled[..., self.raw_columns[0]:self.raw_columns[1]] = obs[..., self.raw_columns[0]:self.raw_columns[1]]
+            return scaled
+
+    wrapped = PartlyRawVecNormalize(venv, training=training, norm_obs=normalize_observations,
+                                    norm_reward=normalize_reward and training, clip_obs=clip, clip_reward=clip,
+                                    gamma=gamma)
     if state:
         restore_normalization(wrapped, state)
     return wrapped
@@ -90,6 +115,7 @@ class ObservationNormalizer:
     epsilon: float
     clip: float
     active: bool
+    raw_columns: Optional[Tuple[int, int]] = None
 
     @classmethod
     def from_state(cls, state: Optional[Mapping[str, Any]]) -> "ObservationNormalizer":
@@ -97,7 +123,7 @@ class ObservationNormalizer:
             return cls(np.zeros(1), np.ones(1), 0.0, np.inf, False)
         rms = state["obs_rms"]
         return cls(np.asarray(rms["mean"], dtype=np.float64), np.asarray(rms["var"], dtype=np.float64),
-                   float(state["epsilon"]), float(state["clip_obs"]), True)
+                   float(state["epsilon"]), float(state["clip_obs"]), True, saved_raw_columns(state))
 
     @classmethod
     def from_model_zip(cls, model_zip: Union[Path, BinaryIO]) -> "ObservationNormalizer":
@@ -108,4 +134,6 @@ class ObservationNormalizer:
         if not self.active:
             return obs
         scaled = np.clip((obs - self.mean) / np.sqrt(self.var + self.epsilon), -self.clip, self.clip)
+        if self.raw_columns is not None:
+            scaled[..., self.raw_columns[0]:self.raw_columns[1]] = obs[..., self.raw_columns[0]:self.raw_columns[1]]
         return scaled.astype(np.float32)

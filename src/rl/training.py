@@ -12,7 +12,7 @@ import logging
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
@@ -31,9 +31,9 @@ from src.rl.callbacks import (CheckpointWithMetadataCallback, EpisodeMetricsCall
 from src.rl.config import eval_scenario_entries, scenario_params, shared_params
 from src.rl.config.experiment import effective_cycle_lengths, keeps_own_cycle, scenario_env_options
 from src.rl.environment import TrafficControlEnv, network_dimensions
-from src.rl.junction_observation import phase_select_dimensions
+from src.rl.junction_observation import phase_select_dimensions, slot_exists_columns
 from src.rl.junction_vec_env import JunctionVecEnv
-from src.rl.normalization import read_normalization, wrap_normalized
+from src.rl.normalization import read_normalization, saved_raw_columns, wrap_normalized
 from src.rl.phase_env import PhaseSelectEnv
 from src.rl.traffic_analysis import resolved_features
 from src.rl.utils import (check_compatible, check_normalization_matches, control_of, read_model_metadata,
@@ -276,6 +276,17 @@ def policy_kwargs_from(net_arch: Any, activation: str, log_std_init: float) -> D
     return {"net_arch": arch, "activation_fn": activations[activation], "log_std_init": float(log_std_init)}
 
 
+def policy_for(config: Any, dims: Mapping[str, int]) -> Tuple[Any, Dict[str, Any]]:
+    """The policy class and kwargs a new model of `config` gets: a junction-shared phase_select
+    policy masks the phase slots each junction lacks (`SlotMaskedPolicy`), others are MlpPolicy."""
+    kwargs = policy_kwargs_from(config.net_arch, config.activation, config.log_std_init)
+    if config.control_mode == "phase_select" and config.sharing == "junction":
+        from src.rl.policy import SlotMaskedPolicy
+
+        return SlotMaskedPolicy, {**kwargs, "slot_columns": slot_exists_columns(int(dims["max_phases"]))}
+    return "MlpPolicy", kwargs
+
+
 def train_rl_policy(
     config: Any,
     model_dir: Path,
@@ -358,8 +369,12 @@ def train_rl_policy(
             check_normalization_matches(saved_stats, bool(config.normalize_observations), f"--resume-from {resume_from}")
         # Normalisation wraps the workers' envs; its statistics are saved inside every model zip
         # (save_model_atomically) and continue from the resumed model's.
+        policy_class, policy_kwargs = policy_for(config, dims)
+        # the phase-slot flags stay raw for the mask; a resumed model keeps its own choice
+        raw_columns = saved_raw_columns(saved_stats) if resume_from is not None else policy_kwargs.get("slot_columns")
         vec_env = wrap_normalized(vec_env, bool(config.normalize_observations), bool(config.normalize_reward),
-                                  float(config.gamma), float(C.DEFAULT_NORMALIZATION_CLIP), saved_stats)
+                                  float(config.gamma), float(C.DEFAULT_NORMALIZATION_CLIP), saved_stats,
+                                  raw_columns=raw_columns)
         metadata["normalize_observations"] = bool(config.normalize_observations)
         metadata["normalize_reward"] = bool(config.normalize_reward)
         if resume_from is not None:
@@ -371,7 +386,7 @@ def train_rl_policy(
             logger.info("resumed from %s at step %d", resume_from, start_steps)
         else:
             model = PPO(
-                "MlpPolicy",
+                policy_class,
                 vec_env,
                 learning_rate=float(config.learning_rate),
                 n_steps=int(config.n_steps),
@@ -383,7 +398,7 @@ def train_rl_policy(
                 ent_coef=float(config.ent_coef),
                 vf_coef=float(config.vf_coef),
                 max_grad_norm=float(config.max_grad_norm),
-                policy_kwargs=policy_kwargs_from(config.net_arch, config.activation, config.log_std_init),
+                policy_kwargs=policy_kwargs,
                 seed=int(config.seed),
                 device=config.device,
                 verbose=0,
@@ -421,7 +436,8 @@ def train_rl_policy(
                                      held_out or None, in_process=in_process, ray_cpus_per_env=0)
             # Frozen copy of the training statistics (synced before each evaluation), raw rewards.
             eval_env = wrap_normalized(eval_env, bool(config.normalize_observations), bool(config.normalize_reward),
-                                       float(config.gamma), float(C.DEFAULT_NORMALIZATION_CLIP), training=False)
+                                       float(config.gamma), float(C.DEFAULT_NORMALIZATION_CLIP), training=False,
+                                       raw_columns=raw_columns)
             evaluation = HeldOutEvaluation(eval_env, int(config.eval_freq), int(config.n_eval_episodes),
                                            model_dir / "best" / "best_model.zip", metadata_fn, metrics_sink,
                                            int(config.early_stopping_patience), float(config.early_stopping_min_delta),
