@@ -157,6 +157,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--no-transfer", dest="transfer", action="store_false", help="--suite: skip the zero-shot table")
     parser.add_argument("--baselines-only", dest="train", action="store_false",
                         help="--suite: the classic controllers only (kept: a later full run trains and reuses them)")
+    parser.add_argument("--jobs", type=int, help="--suite: processes at once (default: the cores): maps run side by "
+                                                 "side, each with its training seeds in parallel")
     parser.add_argument("--seeds", type=lambda t: [int(x) for x in t.split(",")], help="training seeds (default: the family's)")
     parser.add_argument("--timesteps", type=int, help="PPO steps per seed (default: the family's)")
     parser.add_argument("--repeats", type=int, help="SUMO seeds per held-out scenario (default: the family's)")
@@ -200,7 +202,7 @@ def _suite(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     out = Path(args.output_dir or REPO_ROOT / "outputs" / f"suite_{Path(args.suite).stem}")
     try:
         return run_suite(args.suite, Path(args.maps), out, args.only, args.seeds, args.repeats, args.decisions,
-                         args.transfer, args.train)
+                         args.transfer, args.train, args.jobs)
     except BenchmarkError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -16,14 +17,31 @@ class BenchmarkError(Exception):
     """A family file or a step of the benchmark that failed (one line)."""
 
 
+def say(message: str) -> None:
+    """One progress message as one write: steps of maps and seeds running side by side print
+    from several threads, and `print` writes the text and its newline separately."""
+    sys.stdout.write(message + "\n")
+    sys.stdout.flush()
+
+
+def step_environment() -> Dict[str, str]:
+    """A step's environment: one math-library thread per process unless the caller chose, since
+    the benchmarks run one process per core (steps side by side would otherwise oversubscribe)."""
+    env = dict(os.environ)
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env.setdefault(variable, "1")
+    return env
+
+
 def run_step(command: List[str], log: Path, what: str, append: bool = False) -> str:
     """Run one step, its output teed to `log` (after what it holds, with `append`); the step's
     output, or BenchmarkError with the last error line if it fails."""
-    print(f"[benchmark] {what}: {' '.join(command[1:3])} ... (log {log})", flush=True)
+    say(f"[benchmark] {what}: {' '.join(command[1:3])} ... (log {log})")
     log.parent.mkdir(parents=True, exist_ok=True)
     before = log.stat().st_size if append and log.is_file() else 0
     with open(log, "a" if append else "w") as handle:
-        proc = subprocess.run(command, cwd=REPO_ROOT, stdout=handle, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.run(command, cwd=REPO_ROOT, stdout=handle, stderr=subprocess.STDOUT, text=True,
+                              env=step_environment())
     with open(log) as handle:
         handle.seek(before)
         output = handle.read()
@@ -73,7 +91,7 @@ def train_seed(family: Dict, seed: int, timesteps: int, out: Path) -> Dict:
     record = out / f"train_seed{seed}.json"
     if record.is_file():
         outcome = json.loads(record.read_text())
-        print(f"[benchmark] training seed {seed}: done before ({record})", flush=True)
+        say(f"[benchmark] training seed {seed}: done before ({record})")
         return outcome
     models_dir = out / "models" / f"seed{seed}"
     resume = latest_checkpoint(models_dir)
@@ -81,8 +99,8 @@ def train_seed(family: Dict, seed: int, timesteps: int, out: Path) -> Dict:
     if resume is not None:
         remaining = timesteps - resume[1]
         extra = ["--resume-from", str(resume[0])]
-        print(f"[benchmark] training seed {seed}: continuing from {resume[0]} (step {resume[1]}; "
-              f"{max(remaining, 0)} left)", flush=True)
+        say(f"[benchmark] training seed {seed}: continuing from {resume[0]} (step {resume[1]}; "
+            f"{max(remaining, 0)} left)")
     if remaining > 0:
         output = run_step([sys.executable, "rl/server/train.py", "--network", family["network"],
                            "--scenarios", family["train_scenarios"], "--algorithm", family["algorithm"],

@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import pandas as pd
 import yaml
 
-from benchmark_steps import REPO_ROOT, BenchmarkError, log_summary_run, run_step, train_seed
+from benchmark_steps import REPO_ROOT, BenchmarkError, log_summary_run, run_step, say, train_seed
 from src.network.phases import read_phase_plans
 from src.sumo_integration.sumocfg import read_sumocfg
 
@@ -133,7 +133,7 @@ def run_map(suite: Dict[str, Any], name: str, maps_dir: Path, out: Path, seeds: 
     Without `train`, the baselines alone (kept, so a later full run does not repeat them)."""
     folder = out / name
     if (folder / RESULT_FILE).is_file():
-        print(f"[suite] {name}: done before ({folder / RESULT_FILE}); skipped", flush=True)
+        say(f"[suite] {name}: done before ({folder / RESULT_FILE}); skipped")
         return json.loads((folder / RESULT_FILE).read_text())
     started = time.time()
     decision_interval = int(suite["maps"][name]["decision_interval"])
@@ -141,9 +141,9 @@ def run_map(suite: Dict[str, Any], name: str, maps_dir: Path, out: Path, seeds: 
     local = dict(suite, decisions=decisions or suite["decisions"], min_episodes=1 if decisions else suite["min_episodes"])
     configs = write_configs(local, name, facts, decision_interval, folder / "configs")
     experiment = f"benchmark_resco_{name}"
-    print(f"[suite] {name}: {facts['signals']} signals, {facts['phases_min']}-{facts['phases_max']} phases, "
-          f"{facts['begin']:g}-{facts['end']:g} s, decisions every {decision_interval} s; "
-          f"{configs['timesteps']} junction decisions per seed", flush=True)
+    say(f"[suite] {name}: {facts['signals']} signals, {facts['phases_min']}-{facts['phases_max']} phases, "
+        f"{facts['begin']:g}-{facts['end']:g} s, decisions every {decision_interval} s; "
+        f"{configs['timesteps']} junction decisions per seed")
     baselines = evaluate_on(facts["study"], ",".join(suite["baselines"]), folder / "baselines", suite, repeats,
                             decision_interval, experiment)
     if not train:
@@ -164,7 +164,7 @@ def run_map(suite: Dict[str, Any], name: str, maps_dir: Path, out: Path, seeds: 
               "rl_per_seed": {str(k): v for k, v in per_seed.items()}, "models": {str(t["seed"]): t["judged"] for t in trained},
               "timesteps": configs["timesteps"], "wall_s": time.time() - started}
     (folder / RESULT_FILE).write_text(json.dumps(result, indent=1))
-    print(f"[suite] {name}: done in {result['wall_s'] / 60:.1f} min\n{map_markdown(result)}", flush=True)
+    say(f"[suite] {name}: done in {result['wall_s'] / 60:.1f} min\n{map_markdown(result)}")
     return result
 
 
@@ -241,7 +241,11 @@ def summary_chart(results: Dict[str, Dict[str, Any]], path: Path) -> Path:
 
 
 def run_suite(suite_name: str, maps_dir: Path, out: Path, only: Optional[List[str]], seeds: Optional[List[int]],
-              repeats: Optional[int], decisions: Optional[int], transfer: bool, train: bool = True) -> int:
+              repeats: Optional[int], decisions: Optional[int], transfer: bool, train: bool = True,
+              jobs: Optional[int] = None) -> int:
+    """The suite's maps (`only`: some of them), then the zero-shot table and the summary run.
+    `jobs` processes at once (default: the cores): as many maps side by side as their training
+    seeds leave room for (one process per seed; the maps' own order when one at a time)."""
     suite = load_suite(suite_name)
     maps_dir = Path(maps_dir).resolve()
     if not maps_dir.is_dir():
@@ -255,7 +259,12 @@ def run_suite(suite_name: str, maps_dir: Path, out: Path, only: Optional[List[st
         raise BenchmarkError(f"--maps {maps_dir}: none of the suite's maps ({', '.join(suite['maps'])}) is there")
     out.mkdir(parents=True, exist_ok=True)
     seeds, repeats = seeds or list(suite["seeds"]), repeats or int(suite["repeats"])
-    results = {name: run_map(suite, name, maps_dir, out, seeds, repeats, decisions, train) for name in names}
+    if jobs is not None and jobs < 1:
+        raise BenchmarkError(f"--jobs {jobs}: expected 1 or more")
+    maps_at_once = max(1, (jobs or os.cpu_count() or 1) // len(seeds))
+    with ThreadPoolExecutor(max_workers=maps_at_once) as pool:
+        done = list(pool.map(lambda name: run_map(suite, name, maps_dir, out, seeds, repeats, decisions, train), names))
+    results = dict(zip(names, done))
     report = ["# RESCO suite", ""]
     for name, result in results.items():
         report += [f"## {name} ({result['signals']} signals, {result['phases_min']}-{result['phases_max']} phases, "

@@ -50,7 +50,8 @@ def suite_run(tmp_path_factory):
         "baselines": ["fixed", "max_pressure"]}))
     out = root / "out"
     store = f"sqlite:///{root / 'mlflow.db'}"
-    command = [python(), "rl/benchmark.py", "--suite", str(suite), "--maps", str(maps), "--output-dir", str(out)]
+    command = [python(), "rl/benchmark.py", "--suite", str(suite), "--maps", str(maps), "--output-dir", str(out),
+               "--jobs", "2"]  # one seed: both maps side by side
     env = subprocess_env(MLFLOW_TRACKING_URI=store)
     first = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900, env=env)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
