@@ -101,6 +101,7 @@ def create_vectorized_env(
     scenario_names: Optional[Sequence[str]] = None,
     n_envs: int = 1,
     in_process: bool = False,
+    own_process: bool = False,
     step_timeout_s: float = C.DEFAULT_ENV_STEP_TIMEOUT_S,
     max_restarts: int = C.DEFAULT_MAX_ENV_RESTARTS,
     stop_flag: Optional[Callable[[], bool]] = None,
@@ -117,9 +118,10 @@ def create_vectorized_env(
     their own processes (`ResilientSubprocVecEnv`: each with its own libsumo, a step timeout
     and restarts of dead or stuck workers). "ray": every env is an actor of the Ray cluster at
     `ray_address` (`RayVecEnv`, the same fault contract, `ray_cpus_per_env` CPUs reserved per
-    actor), one env included. `in_process` keeps
-    every env in this process whatever the backend (debugging; the first uses libsumo, the
-    others TraCI).
+    actor), one env included. `in_process` keeps every env in this process whatever the backend
+    (the first uses libsumo, the others TraCI); `own_process` puts the envs in a worker process
+    even then (an evaluation env beside a training env that holds this process's libsumo: on
+    TraCI, reading every lane every second, it ran about twice as slow).
     """
     if isinstance(env_params_list, (str, SimulationParams)):
         env_params_list = [env_params_list] * max(int(n_envs), 1)
@@ -134,7 +136,7 @@ def create_vectorized_env(
     if control_mode == "cycle_splits":
         kwargs.update(cycle_lengths=cycle_lengths, cycle_strategy=cycle_strategy)
     use_ray = env_backend == "ray" and not in_process
-    in_worker = use_ray or not (len(env_params_list) == 1 or in_process)
+    in_worker = use_ray or own_process or not (len(env_params_list) == 1 or in_process)
     own = list(per_env_kwargs or [{}] * len(env_params_list))  # e.g. a route-file scenario's rotation
     factories = [
         make_env_factory(p, Path(network_path), root / f"{k:02d}_{name}", name, {**kwargs, **own[k]}, in_worker,
@@ -431,9 +433,12 @@ def train_rl_policy(
             if config.eval_sumo_seed is not None:  # validation on SUMO seeds of its own
                 eval_params = [replace(p, sumo_seed=int(config.eval_sumo_seed)) for p in eval_params]
             eval_names = [s["name"] for s in held_out] or scenario_names
-            # on Ray the evaluation actors reserve no CPU: they run while the training envs wait
+            # on Ray the evaluation actors reserve no CPU: they run while the training envs wait;
+            # beside a training env in this process (its libsumo) they get a process of their own
+            training_here = in_process or (len(env_params_list) == 1 and config.env_backend != "ray")
             eval_env = scenario_envs(config, eval_params, eval_names, network_dir, dims, model_dir / "eval_envs",
-                                     held_out or None, in_process=in_process, ray_cpus_per_env=0)
+                                     held_out or None, in_process=in_process, ray_cpus_per_env=0,
+                                     own_process=training_here)
             # Frozen copy of the training statistics (synced before each evaluation), raw rewards.
             eval_env = wrap_normalized(eval_env, bool(config.normalize_observations), bool(config.normalize_reward),
                                        float(config.gamma), float(C.DEFAULT_NORMALIZATION_CLIP), training=False,
