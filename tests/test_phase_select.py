@@ -204,9 +204,11 @@ def test_shared_policy_beats_the_untrained_one_on_its_own_reward(tmp_path, sign)
     Catches a flipped sign, lost normalisation or broken junction rewards in about a minute.
 
     "The untrained policy" is the mean of three initialisations (seeds 0-2), one episode each
-    (measured -175): a single one can already be as bad as never switching (seed 0: -204.5;
+    (measured -175 with MlpPolicy, -192 with the slot-masked policy, whose slot flags reach the
+    network raw): a single one can already be as bad as never switching (seed 0: -204.5;
     never switching: -199), and no training gets a policy much past that floor. Measured:
-    sign +1 -14; sign -1 -187 to -190 (trained from seeds 1 and 2 instead: -210, -201)."""
+    sign +1 -14 (masked: -24); sign -1 -187 to -190 (masked: -201; trained from seeds 1 and 2
+    instead: -210, -201)."""
     config = small_config(
         grid_dimension=2, lane_count=1, network_seed=7, signal_programs="incoming", cycle_lengths=[60],
         control_mode="phase_select", decision_interval=5, end_time=600,
