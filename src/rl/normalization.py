@@ -61,6 +61,13 @@ def _columns(columns: Optional[Sequence[int]]) -> Optional[Tuple[int, int]]:
     return None if columns is None else (int(columns[0]), int(columns[1]))
 
 
+def keep_raw(scaled: np.ndarray, obs: np.ndarray, columns: Optional[Tuple[int, int]]) -> np.ndarray:
+    """`scaled` with `columns` ([start, stop)) put back to their raw values from `obs`."""
+    if columns is not None:
+        scaled[..., columns[0]:columns[1]] = obs[..., columns[0]:columns[1]]
+    return scaled
+
+
 def saved_raw_columns(state: Optional[Mapping[str, Any]]) -> Optional[Tuple[int, int]]:
     """The observation columns a saved model's statistics leave raw (None: all normalised)."""
     return _columns((state or {}).get("raw_columns"))
@@ -85,10 +92,7 @@ def wrap_normalized(venv: Any, normalize_observations: bool, normalize_reward: b
         raw_columns = columns
 
         def _normalize_obs(self, obs: np.ndarray, obs_rms: Any) -> np.ndarray:
-            scaled = super()._normalize_obs(obs, obs_rms)
-            if self.raw_columns is not None:
-                scaled[..., self.raw_columns[0]:self.raw_columns[1]] = obs[..., self.raw_columns[0]:self.raw_columns[1]]
-            return scaled
+            return keep_raw(super()._normalize_obs(obs, obs_rms), obs, self.raw_columns)
 
     wrapped = PartlyRawVecNormalize(venv, training=training, norm_obs=normalize_observations,
                                     norm_reward=normalize_reward and training, clip_obs=clip, clip_reward=clip,
@@ -134,6 +138,4 @@ class ObservationNormalizer:
         if not self.active:
             return obs
         scaled = np.clip((obs - self.mean) / np.sqrt(self.var + self.epsilon), -self.clip, self.clip)
-        if self.raw_columns is not None:
-            scaled[..., self.raw_columns[0]:self.raw_columns[1]] = obs[..., self.raw_columns[0]:self.raw_columns[1]]
-        return scaled.astype(np.float32)
+        return keep_raw(scaled, obs, self.raw_columns).astype(np.float32)
