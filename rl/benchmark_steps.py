@@ -27,9 +27,10 @@ def say(message: str) -> None:
 def step_environment() -> Dict[str, str]:
     """A step's environment: one math-library thread per process unless the caller chose, since
     the benchmarks run one process per core (steps side by side would otherwise oversubscribe)."""
+    from src.orchestration.pool import one_math_thread
+
     env = dict(os.environ)
-    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        env.setdefault(variable, "1")
+    one_math_thread(env)
     return env
 
 

@@ -152,3 +152,20 @@ def test_vectorized_env_runs_each_scenario_on_one_network(tiny_network, tmp_path
     assert sum(int(t.get("rerouteNo")) for t in light.iter("tripinfo")) == 0
     assert sum(int(t.get("rerouteNo")) for t in heavy.iter("tripinfo")) > 0
     assert "routing" in "".join(t.get("devices", "") for t in heavy.iter("tripinfo"))
+
+
+def test_an_env_beside_one_holding_this_process_libsumo_gets_a_process_and_libsumo_of_its_own(tiny_network, tmp_path):
+    """libsumo runs one simulation per process: a validation env created in the process of a
+    one-scenario training env falls back to TraCI unless it is given a process of its own."""
+    scenario = tiny_scenario(num_vehicles=60, seed=31, end_time=120)
+    made = {}
+    try:
+        for name, own_process in (("training", False), ("beside", False), ("own", True)):
+            made[name] = create_vectorized_env(scenario, tiny_network, cycle_lengths=[60], work_root=tmp_path / name,
+                                               own_process=own_process)
+            made[name].reset()
+        assert {name: vec.get_attr("sumo_backend") for name, vec in made.items()} == {
+            "training": ["libsumo"], "beside": ["traci"], "own": ["libsumo"]}
+    finally:
+        for vec in made.values():
+            vec.close()

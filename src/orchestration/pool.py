@@ -22,7 +22,7 @@ from contextlib import nullcontext
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, MutableMapping, Optional, Sequence, Tuple
 
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
@@ -35,6 +35,16 @@ from src.orchestration.simulation import run_simulation
 logger = logging.getLogger(__name__)
 
 Record = Dict[str, Any]
+
+MATH_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def one_math_thread(environ: MutableMapping[str, str]) -> MutableMapping[str, str]:
+    """One BLAS/OpenMP thread unless already chosen: where processes are the parallelism (one
+    per core), math libraries that each start a thread per core would oversubscribe it."""
+    for variable in MATH_THREAD_VARIABLES:
+        environ.setdefault(variable, "1")
+    return environ
 
 
 @dataclass(frozen=True)
@@ -72,8 +82,7 @@ def _init_worker(level: int, log_dir: str, plugins: Optional[str]) -> None:
         os.environ.pop(PLUGINS_ENV, None)
     else:
         os.environ[PLUGINS_ENV] = plugins
-    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ.setdefault(variable, "1")
+    one_math_thread(os.environ)
     if "torch" in sys.modules:  # preloaded by the fork server: its thread count is already set
         sys.modules["torch"].set_num_threads(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's: it stops the pool

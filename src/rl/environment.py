@@ -127,6 +127,12 @@ class ScenarioEnv(gym.Env):
         return float(len(self.sim.api.simulation.getPendingVehicles()))
 
     @property
+    def sumo_backend(self) -> Optional[str]:
+        """"libsumo" or "traci" for the running episode (None between episodes): a second env in
+        one process runs on TraCI, which reads the lanes several times slower."""
+        return self.sim.backend if self.sim is not None else None
+
+    @property
     def last_episode_dir(self) -> Path:
         """SUMO outputs of the last finished episode (the running one writes to `episode/`)."""
         return self.work_dir / "last_episode"
