@@ -13,6 +13,12 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+# One pytest worker per core (xdist): math libraries starting a thread per core in every worker,
+# and in the processes the tests start, would contend for the cores (set before torch loads).
+from src.orchestration.pool import one_math_thread  # noqa: E402
+
+one_math_thread(os.environ)
+
 #: The five config files of a small laptop experiment, one per role.
 CONFIG_FILES = {
     "network": REPO_ROOT / "rl/configs/network/grid3_small.yaml",

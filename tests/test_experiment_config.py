@@ -133,6 +133,7 @@ def test_defaults_come_from_constants():
     assert config.learning_rate == C.DEFAULT_LEARNING_RATE == 1e-4
     assert config.cycle_lengths == [90] and config.min_green == 5 and config.yellow_time == 3
     assert config.end_time is None and config.begin is None and config.models_dir == "rl/models" and config.device == "cpu"
+    assert config.torch_threads == C.DEFAULT_TORCH_THREADS == 1
     assert config.reward_function == "empirical"
     assert config.features == {g: list(v) for g, v in C.DEFAULT_FEATURES.items()}
     config.cycle_lengths.append(60)  # mutable defaults are not shared
@@ -149,8 +150,8 @@ def test_execution_beats_algorithm_and_overrides_beat_both():
     assert config.end_time == 900 and config.single_env is True
 
     config = load_repo(execution="quick_test", overrides={"n_steps": 16, "total_timesteps": 64, "seed": 7,
-                                                          "learning_rate": 3e-4, "device": None})
-    assert config.n_steps == 16 and config.total_timesteps == 64 and config.seed == 7
+                                                          "learning_rate": 3e-4, "device": None, "torch_threads": 3})
+    assert config.n_steps == 16 and config.total_timesteps == 64 and config.seed == 7 and config.torch_threads == 3
     assert config.learning_rate == 3e-4
     assert config.device == "cpu"  # None means "not given on the command line"
     assert "command-line" in config.key_sources["n_steps"]

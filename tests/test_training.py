@@ -69,7 +69,14 @@ def test_training_saves_a_model_that_reloads(trained):
 
 def test_resume_continues_the_step_counter(trained, tmp_path):
     config, result = trained
-    more = train_rl_policy(replace(config, total_timesteps=32), tmp_path / "resumed", resume_from=result.model_path)
+    import torch
+
+    try:
+        more = train_rl_policy(replace(config, total_timesteps=32, torch_threads=2), tmp_path / "resumed",
+                               resume_from=result.model_path)
+        assert torch.get_num_threads() == 2  # the execution file's torch_threads reached the training process
+    finally:
+        torch.set_num_threads(1)
     assert more.start_timesteps == result.num_timesteps
     assert more.num_timesteps == result.num_timesteps + 32
 

@@ -108,6 +108,10 @@ DEFAULT_EXPERIMENT_NAME = None  # None: named after the network
 DEFAULT_MODEL_NAME = None  # None: named after the network
 DEFAULT_MODELS_DIR = "rl/models"
 DEFAULT_DEVICE = "cpu"
+# Torch threads of the training process. One: the policy is a small MLP beside SUMO processes;
+# with a thread per core, torch's threads and the envs contend for the cores (a phase_select
+# learning test on 2 busy cores: 185 s with torch's default threads, 15 s with one).
+DEFAULT_TORCH_THREADS = 1
 DEFAULT_LOG_INTERVAL = 1
 # A worker whose env step (one cycle, or an episode reset with route generation) takes longer
 # is treated as stuck: killed and restarted. Generous: a heavy reset takes tens of seconds.

@@ -42,6 +42,7 @@ OVERRIDE_FLAGS = {
     "eval_scenarios": "eval_scenarios",
     "env_backend": "env_backend",
     "ray_address": "ray_address",
+    "torch_threads": "torch_threads",
 }
 
 
@@ -91,6 +92,8 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
           "cluster's nodes; needs pip install -e '.[cluster]')")
     _flag(over, "ray-address", type=optional(str), help="the Ray cluster of --env-backend ray: auto or HOST:PORT "
           "(default: $RAY_ADDRESS, else a new local Ray)")
+    _flag(over, "torch-threads", type=optional(int), help="torch threads of the training process (default 1: the "
+          "policy is small, and the SUMO envs need the cores)")
     _flag(parser, "resume-from", type=optional(str), default=None,
           help="continue a model: a .zip path, runs:/<run_id>/<path>, models:/<name>/<version|latest> or models:/<name>@<alias>")
     _flag(parser, "model-name", type=optional(str), default=None, help="model folder prefix and registered model name")

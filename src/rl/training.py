@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
+import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.monitor import Monitor
@@ -311,6 +312,7 @@ def train_rl_policy(
     score goes to `on_evaluation(step, score)`, whose False stops training (a sweep's pruner).
     """
     started = time.perf_counter()
+    torch.set_num_threads(int(config.torch_threads))
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     shared = shared_params(config)  # typed, checked once; pickled as they are into the workers

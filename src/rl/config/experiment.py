@@ -106,6 +106,7 @@ class ExperimentConfig:
     model_name: Optional[str] = C.DEFAULT_MODEL_NAME
     models_dir: str = C.DEFAULT_MODELS_DIR
     device: str = C.DEFAULT_DEVICE
+    torch_threads: int = C.DEFAULT_TORCH_THREADS
     log_interval: int = C.DEFAULT_LOG_INTERVAL
     sumo_seed: int = P.DEFAULT_SUMO_SEED
     env_step_timeout_s: float = C.DEFAULT_ENV_STEP_TIMEOUT_S

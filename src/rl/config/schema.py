@@ -56,7 +56,7 @@ REWARD_KEYS: FrozenSet[str] = frozenset({"reward_function", "reward_params"})
 EXECUTION_KEYS: FrozenSet[str] = frozenset({
     "total_timesteps", "checkpoint_freq", "eval_freq", "n_eval_episodes",
     "early_stopping_patience", "early_stopping_min_delta", "begin", "end_time", "parallel_envs",
-    "single_env", "experiment_name", "model_name", "models_dir", "device", "log_interval",
+    "single_env", "experiment_name", "model_name", "models_dir", "device", "torch_threads", "log_interval",
     "sumo_seed", "env_step_timeout_s", "max_env_restarts", "eval_scenarios", "eval_sumo_seed", "tracking_wait_s",
     "env_backend", "ray_address",
 }) | ALGORITHM_EXECUTION_SHARED_KEYS
@@ -216,6 +216,7 @@ KEY_CHECKS: Dict[str, Callable[[Any], Any]] = {
     "model_name": text(optional=True, pattern=NAME_PATTERN, what="a model name of letters, digits, '_', '.', '-'"),
     "models_dir": text(what="a directory path"),
     "device": text(pattern=C.DEVICE_PATTERN, what="a torch device: cpu, cuda, cuda:N, mps or auto"),
+    "torch_threads": integer(1),
     "log_interval": integer(1),
     "env_step_timeout_s": number(0, low_open=True),
     "max_env_restarts": integer(0),
