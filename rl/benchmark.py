@@ -156,7 +156,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--decisions", type=int, help="--suite: junction decisions per training seed (default: the suite's)")
     parser.add_argument("--no-transfer", dest="transfer", action="store_false", help="--suite: skip the zero-shot table")
     parser.add_argument("--baselines-only", dest="train", action="store_false",
-                        help="--suite: the classic controllers only (kept: a later full run trains and reuses them)")
+                        help="--suite: the classic controllers only (kept: a later full run trains and reuses them); "
+                             "the zero-shot table then runs the policies of maps trained before on every map")
     parser.add_argument("--jobs", type=int, help="--suite: processes at once (default: the cores): maps run side by "
                                                  "side, each with its training seeds in parallel")
     parser.add_argument("--seeds", type=lambda t: [int(x) for x in t.split(",")], help="training seeds (default: the family's)")

@@ -9,7 +9,8 @@ Per map (a folder of DIR with one `.sumocfg`), in `<output>/<map>/`:
 3. each seed's best model on the held-out SUMO seeds;
 4. the map's table (delay as RESCO defines it, all-trips travel time, completion) in
    `result.json`, which marks the map done: a second call skips it.
-Then the zero-shot table (every map's first-seed policy on every other map, no retraining) and
+Then the zero-shot table (every trained map's first-seed policy on every other map of the call,
+no retraining; with `--baselines-only`, the maps trained by an earlier call) and
 the suite summary (tables and a chart of delay per map and controller) as one MLflow run.
 """
 
@@ -188,10 +189,13 @@ def map_markdown(result: Dict[str, Any]) -> str:
 
 
 def transfer_table(suite: Dict[str, Any], results: Dict[str, Dict[str, Any]], out: Path, repeats: int) -> pd.DataFrame:
-    """Delay of each map's first-seed policy on every map (rows: trained on; columns: run on);
-    the diagonal is the map's own policy. Each pair is evaluated once and kept."""
+    """Delay of each trained map's first-seed policy on every map of the call (rows: trained on;
+    columns: run on, maps with baselines only included); the diagonal is the map's own policy.
+    Each pair is evaluated once and kept."""
     cells = []
     for source, result in results.items():
+        if not result["models"]:
+            continue
         model = result["models"][sorted(result["models"], key=int)[0]]
         for target, target_result in results.items():
             if source == target:
@@ -223,12 +227,13 @@ def summary_chart(results: Dict[str, Dict[str, Any]], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     maps = list(results)
-    controllers = list(next(iter(results.values()))["rows"])
+    controllers = list(dict.fromkeys(c for result in results.values() for c in result["rows"]))  # rl: trained maps
     width = 0.8 / len(controllers)
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(maps)), 4))
     for k, controller in enumerate(controllers):
-        values = [results[m]["rows"][controller]["delay"] for m in maps]
-        errors = [results[m]["rows"][controller].get("delay_std", 0.0) for m in maps]
+        rows = [results[m]["rows"].get(controller, {}) for m in maps]
+        values = [row.get("delay", float("nan")) for row in rows]
+        errors = [row.get("delay_std", 0.0) for row in rows]
         ax.bar([i + k * width for i in range(len(maps))], values, width, yerr=errors, label=controller)
     ax.set_xticks([i + 0.4 - width / 2 for i in range(len(maps))], maps)
     ax.set_ylabel("delay per vehicle, RESCO (s)")
@@ -269,7 +274,7 @@ def run_suite(suite_name: str, maps_dir: Path, out: Path, only: Optional[List[st
     for name, result in results.items():
         report += [f"## {name} ({result['signals']} signals, {result['phases_min']}-{result['phases_max']} phases, "
                    f"{result['wall_s'] / 60:.0f} min)", "", map_markdown(result), ""]
-    if transfer and train and len(results) > 1:
+    if transfer and len(results) > 1 and any(result["models"] for result in results.values()):
         table = transfer_table(suite, results, out, repeats)
         table.to_csv(out / "transfer.csv")
         report += ["## Zero-shot transfer: delay (s), first training seed's policy", "", transfer_markdown(table, results), ""]

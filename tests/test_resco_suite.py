@@ -134,3 +134,37 @@ def test_an_interrupted_seed_continues_from_its_last_model(suite_run, tmp_path, 
     assert len(list((tmp_path / "models" / "seed0").glob("*/best/best_model.zip"))) == 2  # one per call
     assert Path(outcome["judged"]) == best_validated(tmp_path / "models" / "seed0")
     assert json.loads((tmp_path / "train_seed0.json").read_text()) == outcome
+
+
+def test_a_baselines_only_call_runs_the_trained_policies_on_the_new_map(suite_run, tmp_path):
+    """With `--baselines-only`, a map added later gets its classic rows and becomes a column of
+    the zero-shot table for the maps trained before (rows), without any training. The new map is
+    a copy of corridor: corridor's own policy on it, on the same held-out seed, must give
+    corridor's own held-out delay."""
+    import shutil
+
+    out, store, _, _ = suite_run
+    maps = out.parent / "maps"
+    shutil.copytree(maps / "corridor", tmp_path / "maps" / "corridor_copy")
+    (tmp_path / "maps" / "corridor_copy" / "corridor.sumocfg").rename(
+        tmp_path / "maps" / "corridor_copy" / "corridor_copy.sumocfg")
+    for name in ("corridor", "mixed"):
+        (tmp_path / "maps" / name).symlink_to(maps / name)
+    suite = yaml.safe_load((out.parent / "tiny.yaml").read_text())
+    suite["maps"]["corridor_copy"] = suite["maps"]["corridor"]
+    (tmp_path / "three.yaml").write_text(yaml.safe_dump(suite))
+    shutil.copytree(out, tmp_path / "out")
+    command = [python(), "rl/benchmark.py", "--suite", str(tmp_path / "three.yaml"), "--maps", str(tmp_path / "maps"),
+               "--output-dir", str(tmp_path / "out"), "--baselines-only"]
+    done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+                          env=subprocess_env(MLFLOW_TRACKING_URI=store))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "[benchmark] training" not in done.stdout and not (tmp_path / "out" / "corridor_copy" / "result.json").exists()
+    table = pd.read_csv(tmp_path / "out" / "transfer.csv", index_col="trained_on")
+    assert sorted(table.index) == ["corridor", "mixed"]
+    assert sorted(table.columns) == ["corridor", "corridor_copy", "mixed"]
+    own = json.loads((out / "corridor" / "result.json").read_text())["rl_per_seed"]["0"]["delay"]
+    assert table.loc["corridor", "corridor_copy"] == pytest.approx(own)
+    fixed = pd.read_csv(tmp_path / "out" / "corridor_copy" / "baselines" / "evaluation.csv").set_index("controller")
+    assert fixed.loc["fixed", "mean_time_loss_all_mean"] == pytest.approx(
+        json.loads((out / "corridor" / "result.json").read_text())["rows"]["fixed"]["delay"])
