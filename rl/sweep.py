@@ -40,6 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="stops hopeless trials at an evaluation (README 'Sweeps')")
     parser.add_argument("--prune-above", dest="prune_above", type=float, default=None,
                         help="--pruner threshold: prune a trial whose evaluation is above this many seconds")
+    parser.add_argument("--stale-after", dest="stale_after", type=float, default=C.SWEEP_STALE_AFTER_S,
+                        help="seconds without a sign of life after which another worker fails a RUNNING trial "
+                             "(its worker was SIGKILLed or its node lost) and queues its values again "
+                             f"(default {C.SWEEP_STALE_AFTER_S})")
     parser.add_argument("--sampler-seed", dest="sampler_seed", type=optional(int), default=None,
                         help="seed of Optuna's sampler (default: random; give each worker its own)")
     add_common_arguments(parser)

@@ -1,6 +1,7 @@
 """Sweeps for real: Optuna studies whose trials are PPO trainings on the tiny grid (real SUMO),
 tracked as child runs of the sweep's parent in a real MLflow store; a pruned trial, two workers
-sharing one budget, and a worker stopped by SIGTERM whose study a second run finishes."""
+sharing one budget, a worker stopped by SIGTERM whose study a second run finishes, and a
+worker killed by SIGKILL whose trial the next worker fails and runs again."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import optuna
@@ -158,13 +160,17 @@ def worker(tmp_path: Path, store: str, trials: int, *extra: str, study: str) -> 
 
 
 def test_two_workers_share_one_budget(tmp_path, store):
-    workers = [worker(tmp_path, store, 4, study="pair"), worker(tmp_path, store, 4, study="pair")]
+    """... and, with a --stale-after shorter than a trial, neither fails the other's live trial:
+    the heartbeat thread marks a training trial alive."""
+    stale = ("--stale-after", "4")
+    workers = [worker(tmp_path, store, 4, *stale, study="pair"), worker(tmp_path, store, 4, *stale, study="pair")]
     outputs = [w.communicate(timeout=400)[0] for w in workers]
     for w, out in zip(workers, outputs):
         assert w.returncode == 0, out[-6000:]
     study = load_study(tmp_path, "pair")
     assert [t.number for t in study.trials] == [0, 1, 2, 3]
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    assert max((t.datetime_complete - t.datetime_start).total_seconds() for t in study.trials) > 4 * 1.5
     ran = [[n for n in range(4) if f"trial {n} COMPLETE" in out] for out in outputs]
     assert sorted(ran[0] + ran[1]) == [0, 1, 2, 3] and ran[0] and ran[1]  # each ran some, none twice
     children = runs_of(store, study.user_attrs["mlflow_parent_run_id"])
@@ -199,6 +205,41 @@ def test_sigterm_fails_the_trial_kills_its_run_and_a_rerun_finishes_the_study(tm
     assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
     assert study.trials[2].params == killed.params  # the interrupted values ran again; trial 0 did not
     assert sorted(int(r.data.tags["sweep.trial"]) for r in runs_of(store, parent_id)) == [0, 1, 2]
+    assert client.get_run(parent_id).info.status == "FINISHED"
+
+
+def test_a_sigkilled_workers_trial_is_failed_and_its_values_run_again_by_the_next_worker(tmp_path, store, capsys):
+    """SIGKILL leaves the trial RUNNING with no one to end it: the next worker, seeing no sign of
+    life for --stale-after seconds, fails it (MLflow run KILLED) and runs its values again."""
+    job = worker(tmp_path, store, 1, "--timesteps", "400", study="lost")
+    lines = []
+    for line in job.stdout:  # trial 0's MLflow run open: kill the worker and its envs without a word
+        lines.append(line)
+        if "MLflow run" in line and "in experiment" in line:
+            break
+    os.killpg(job.pid, signal.SIGKILL)
+    job.communicate(timeout=60)
+    (lost,) = load_study(tmp_path, "lost").trials
+    assert lost.state == TrialState.RUNNING and time.time() - lost.user_attrs["heartbeat"] < 120
+    client = MlflowClient(tracking_uri=store)
+    parent_id = load_study(tmp_path, "lost").user_attrs["mlflow_parent_run_id"]
+    (lost_run,) = runs_of(store, parent_id)
+    assert lost_run.info.status == "RUNNING"
+
+    # a worker started right away leaves it alone: the default --stale-after is minutes
+    assert sweep_script.main(sweep_args(tmp_path, store, 1, study="lost")) == 0
+    assert [t.state for t in load_study(tmp_path, "lost").trials] == [TrialState.RUNNING]
+    assert "trial 0 is RUNNING elsewhere" in capsys.readouterr().out
+    time.sleep(2.5)
+    assert sweep_script.main(sweep_args(tmp_path, store, 1, "--stale-after", "2", study="lost")) == 0
+    failed, retry = load_study(tmp_path, "lost").trials
+    assert (failed.state, retry.state) == (TrialState.FAIL, TrialState.COMPLETE)
+    assert failed.user_attrs["interrupted"] and "no sign of life" in failed.user_attrs["note"]
+    assert retry.user_attrs["retry_of"] == 0 and retry.params == lost.params
+    killed = client.get_run(lost_run.info.run_id)
+    assert killed.info.status == "KILLED" and killed.data.tags["sweep.state"] == "FAIL"
+    assert failed.user_attrs["mlflow_run_id"] == lost_run.info.run_id
+    assert sorted(int(r.data.tags["sweep.trial"]) for r in runs_of(store, parent_id)) == [0, 1]
     assert client.get_run(parent_id).info.status == "FINISHED"
 
 

@@ -146,3 +146,8 @@ SWEEP_MEDIAN_STARTUP_TRIALS = 5
 SWEEP_WARMUP_EVALUATIONS = 1
 # Seconds after which a budget lock left by a killed worker is broken.
 SWEEP_LOCK_GRACE_S = 60
+# A RUNNING trial whose worker gave no sign of life for this long (SIGKILL, a lost node) is
+# failed and its values queued again by the next worker that asks for a trial. Workers mark
+# their trial alive every quarter of it; it must outlast a busy storage's slowest write.
+SWEEP_STALE_AFTER_S = 600
+SWEEP_HEARTBEATS_PER_STALE = 4

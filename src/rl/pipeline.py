@@ -338,7 +338,7 @@ def _train(mode: str, plan: _Plan, model_dir: Path, network_dir: Path, resumed_m
         if plan.store is not None:
             run = TrainingRun(plan.experiment, run_name=f"{plan.batch}_b{batch_index}_{start_steps}-{target_steps}",
                               tracking_uri=plan.store, journal_dir=model_dir / "tracking", description=description,
-                              parent_run_id=plan.trial.parent_run_id)
+                              parent_run_id=plan.trial.parent_run_id, tags=plan.trial.tags)
         ran = replace(config, single_env=plan.single_env)
         run.log_params(flatten({k: v for k, v in ran.to_dict().items() if k not in ("scenarios", "source_files")}))
         run.log_params({"scenario_names": ",".join(names), "num_scenarios": len(names), "mode": mode})

@@ -16,6 +16,7 @@ import logging
 import math
 import re
 import tempfile
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -281,6 +282,45 @@ def make_pruner(name: str, prune_above: Optional[float]) -> optuna.pruners.BaseP
 
 # --- one worker ----------------------------------------------------------------------------------
 
+HEARTBEAT = "heartbeat"  # the trial's user attribute: time.time() of its worker's last sign of life
+
+
+def last_sign_of_life(trial: optuna.trial.FrozenTrial) -> float:
+    """When the trial's worker last marked it alive (its start, for a trial asked before heartbeats)."""
+    if HEARTBEAT in trial.user_attrs:
+        return float(trial.user_attrs[HEARTBEAT])
+    return trial.datetime_start.timestamp() if trial.datetime_start else time.time()
+
+
+class TrialHeartbeat:
+    """Marks a running trial alive every `interval` seconds from a thread, so that a worker that
+    dies without a word (SIGKILL, a lost node) is noticed by the others (`Sweep.fail_lost_trials`)."""
+
+    def __init__(self, trial: optuna.trial.Trial, interval: float) -> None:
+        self.trial, self.interval = trial, interval
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._beat, name=f"heartbeat-trial-{trial.number}", daemon=True)
+
+    def _beat(self) -> None:
+        while not self.stopped.wait(self.interval):
+            try:
+                self.trial.set_user_attr(HEARTBEAT, time.time())
+            except optuna.exceptions.UpdateFinishedTrialError:
+                logger.warning("trial %d was failed by another worker (no sign of life for too long): its "
+                               "result will not count", self.trial.number)
+                return
+            except Exception as err:  # noqa: BLE001 - a busy storage: the next beat tries again
+                logger.debug("heartbeat of trial %d not written: %s", self.trial.number, err)
+
+    def __enter__(self) -> "TrialHeartbeat":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stopped.set()
+        self.thread.join(timeout=30)
+
+
 
 def _retried(call: Callable[[], Any], attempts: int = 5) -> Any:
     """`call()`, again after 0.5, 1, 2, 4 s when the store is busy or briefly away: workers
@@ -356,9 +396,25 @@ class Sweep:
 
     def next_trial(self) -> Optional[optuna.trial.Trial]:
         with self.lock:
+            self.fail_lost_trials()
             if spent(self.study) >= self.trials:
                 return None
-            return self.study.ask({p.key: p.distribution for p in self.space})
+            trial = self.study.ask({p.key: p.distribution for p in self.space})
+            trial.set_user_attr(HEARTBEAT, time.time())
+            return trial
+
+    def fail_lost_trials(self) -> None:
+        """Fail the RUNNING trials whose worker gave no sign of life for `--stale-after` seconds
+        (SIGKILL, a lost node): their MLflow runs end KILLED and their values are queued again,
+        as after a SIGTERM, so the budget counts only trials that can still finish."""
+        now = time.time()
+        for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            silent = now - last_sign_of_life(frozen)
+            if silent > self.args.stale_after:
+                why = f"its worker gave no sign of life for {silent:.0f} s (killed, or its node lost)"
+                logger.warning("trial %d: %s; failed, its values queued again", frozen.number, why)
+                self.finish(optuna.trial.Trial(self.study, frozen._trial_id), None, TrialState.FAIL, why,
+                            interrupted=True, lost=True)
 
     def run(self) -> int:
         """Trials until the budget is spent or a stop signal; 3 when stopped, else 0."""
@@ -406,7 +462,8 @@ class Sweep:
                            on_evaluation)
         try:
             config = self.experiment.config(values)
-            outcome = run_training(args, "server", config, self.experiment.paths, hooks)
+            with TrialHeartbeat(trial, self.args.stale_after / C.SWEEP_HEARTBEATS_PER_STALE):
+                outcome = run_training(args, "server", config, self.experiment.paths, hooks)
         except ConfigError as err:
             self.finish(trial, None, TrialState.FAIL, str(err))
             return False
@@ -429,14 +486,22 @@ class Sweep:
         return False
 
     def finish(self, trial: optuna.trial.Trial, value: Optional[float], state: TrialState, why: str,
-               interrupted: bool = False) -> None:
-        """Tell Optuna, tag the trial's MLflow run, and queue an interrupted trial's values again."""
+               interrupted: bool = False, lost: bool = False) -> None:
+        """Tell Optuna, tag the trial's MLflow run, and queue an interrupted trial's values again.
+        `lost`: another worker's trial, whose MLflow run nobody else will end."""
+        if self.study._storage.get_trial(trial._trial_id).state != TrialState.RUNNING:
+            print(f"trial {trial.number} ended {state.name} here, but another worker had failed it for lack of a "
+                  f"sign of life (--stale-after {self.args.stale_after:.0f} s) and queued its values again: "
+                  f"this result is not counted", flush=True)
+            return
         run_id = self.trial_run_id(trial.number)
         if run_id:
             trial.set_user_attr("mlflow_run_id", run_id)
             self.client.set_tag(run_id, "sweep.state", state.name)
             if value is not None:
                 self.client.set_tag(run_id, "sweep.value", f"{value:.3f}")
+            if lost and self.client.get_run(run_id).info.status == "RUNNING":
+                self.client.set_terminated(run_id, "KILLED")
         if why:
             trial.set_user_attr("note", why[:500])
         if interrupted:
@@ -484,6 +549,11 @@ class Sweep:
         print(f"study {self.study.study_name!r}: {len(trials)} trials in storage, budget {self.trials}"
               + (f"; best trial {best.number}: {best.value:.1f} s" if best is not None else "")
               + f"; summary in {self.output}; MLflow parent run {self.parent_run_id}", flush=True)
+        for trial in trials:
+            if trial.state == TrialState.RUNNING and not interrupted:
+                print(f"trial {trial.number} is RUNNING elsewhere (last sign of life {time.time() - last_sign_of_life(trial):.0f} s "
+                      f"ago); if its worker is dead, a worker started after --stale-after {self.args.stale_after:.0f} s "
+                      f"runs its values again", flush=True)
 
 
 def _mlflow_param(key: str, value: Any):
@@ -588,6 +658,8 @@ def prepare(args: argparse.Namespace) -> Sweep:
         raise SweepError(f"--trials {args.trials}: the study's budget must be 1 or more")
     if args.pruner == "threshold" and args.prune_above is None:
         raise SweepError("--pruner threshold needs --prune-above SECONDS")
+    if not args.stale_after > 0:
+        raise SweepError(f"--stale-after {args.stale_after}: seconds, above 0")
     space_file = Path(args.space)
     if not space_file.exists() and (REPO_ROOT / space_file).exists():
         space_file = REPO_ROOT / space_file

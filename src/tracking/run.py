@@ -109,9 +109,10 @@ def flatten(data: Any, prefix: str = "") -> Dict[str, str]:
 
 
 def start_run(experiment_name: str, run_name: str, tracking_uri: Optional[str] = None,
-              parent_run_id: Optional[str] = None) -> Tuple[str, str, str]:
+              parent_run_id: Optional[str] = None, tags: Optional[Mapping[str, Any]] = None) -> Tuple[str, str, str]:
     """Open an MLflow run on the chosen store (registry included), in our experiment, named ours,
-    nested under `parent_run_id` when given (a sweep's trial). Returns (run id, tracking URI,
+    nested under `parent_run_id` when given (a sweep's trial), with `tags` from its first moment
+    (a sweep finds a killed worker's trial run by them). Returns (run id, tracking URI,
     experiment id).
 
     The run is made with the client, not as MLflow's "active run": nothing ends it behind our
@@ -136,8 +137,8 @@ def start_run(experiment_name: str, run_name: str, tracking_uri: Optional[str] =
         del os.environ["MLFLOW_RUN_ID"]  # our own run below; the launcher keeps its own
         os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
     experiment_id = ensure_experiment(uri, experiment_name)
-    run = client.create_run(experiment_id, tags=resolve_tags({PARENT_TAG: parent_run_id} if parent_run_id else None),
-                            run_name=run_name)
+    first_tags = {**({PARENT_TAG: parent_run_id} if parent_run_id else {}), **{k: str(v) for k, v in (tags or {}).items()}}
+    run = client.create_run(experiment_id, tags=resolve_tags(first_tags or None), run_name=run_name)
     if launcher_id:
         client.set_tag(launcher_id, "training_run_id", run.info.run_id)
         client.set_tag(launcher_id, "training_experiment", experiment_name)
@@ -153,13 +154,14 @@ class TrainingRun:
     journal and a background courier (src/tracking/delivery.py): training never waits for
     the server and nothing is lost while it is unreachable. Without it (evaluation) each
     call is delivered at once. `description` describes the experiment when it has none;
-    `parent_run_id` nests the run under another (a sweep's trial under the sweep).
+    `parent_run_id` nests the run under another (a sweep's trial under the sweep), `tags` are
+    on it from its creation.
     """
 
     def __init__(self, experiment_name: str, run_name: str, tracking_uri: Optional[str] = None,
                  journal_dir: Optional[Path] = None, description: Optional[str] = None,
-                 parent_run_id: Optional[str] = None) -> None:
-        run_id, uri, experiment_id = start_run(experiment_name, run_name, tracking_uri, parent_run_id)
+                 parent_run_id: Optional[str] = None, tags: Optional[Mapping[str, Any]] = None) -> None:
+        run_id, uri, experiment_id = start_run(experiment_name, run_name, tracking_uri, parent_run_id, tags)
         self._attach(run_id, uri, experiment_id)
         experiment = self.client.get_experiment(experiment_id)
         self._experiment_name = experiment.name
