@@ -354,8 +354,7 @@ def _train(mode: str, plan: _Plan, model_dir: Path, network_dir: Path, resumed_m
             NOTE_TAG: f"Batch {plan.batch} (index {batch_index}) on {', '.join(names)}: steps {start_steps} -> "
                       f"{target_steps}" + (f", resumed from {plan.resume_uri}" if plan.resume_uri else "")
                       + f". {description}.",
-            **plan.trial.tags,
-        })
+        })  # a sweep's trial tags (plan.trial.tags) were given to the run at its creation
         run.log_config(model_dir / "resolved_config.yaml", plan.scenarios, plan.source_files, model_dir)
         route_records = log_route_files(run, plan.scenarios, model_dir)  # recorded demand: checksums, small files whole
         run.log_datasets([scenario_list_dataset(plan.scenarios, plan.source_files.get("scenarios")),

@@ -177,12 +177,10 @@ class RayVecEnv(WorkerFaults, VecEnv):
             self._start_worker(k)
         try:
             observation_space, action_space = self._ray.get(self._actors[0].spaces.remote(), timeout=STARTUP_TIMEOUT_S)
-            where = self._ray.get([actor.where.remote() for actor in self._actors], timeout=STARTUP_TIMEOUT_S)
+            where = self.locations()
         except self._ray.exceptions.RayError as err:
             self._kill_all()
             raise RuntimeError(f"the env actors did not start: {_first_line(err)}") from None
-        #: Where each env started: its node id and process id (restarts move it: `locations()`).
-        self.nodes, self.pids = [node for node, _ in where], [pid for _, pid in where]
         placed = Counter(self.nodes)
         logger.info("Ray backend: %d env actors on %d node(s): %s", len(where), len(placed),
                     ", ".join(f"{node[:8]} x{count}" for node, count in sorted(placed.items())))
@@ -191,10 +189,12 @@ class RayVecEnv(WorkerFaults, VecEnv):
         VecEnv.__init__(self, len(self._env_fns), observation_space, action_space)
 
     def locations(self) -> List[Tuple[str, int]]:
-        """(node id, process id) of each env's actor now: a restart moves an env to a new one."""
-        where = self._ray.get([actor.where.remote() for actor in self._actors], timeout=STARTUP_TIMEOUT_S)
+        """(node id, process id) of each env's actor now, also kept in `nodes` and `pids` (a
+        restart moves an env to a new actor; they hold where each env was when last asked)."""
+        where = [tuple(w) for w in self._ray.get([actor.where.remote() for actor in self._actors],
+                                                 timeout=STARTUP_TIMEOUT_S)]
         self.nodes, self.pids = [node for node, _ in where], [pid for _, pid in where]
-        return [tuple(w) for w in where]
+        return where
 
     # -- worker lifecycle ----------------------------------------------------------------
 

@@ -122,23 +122,26 @@ def start_run(experiment_name: str, run_name: str, tracking_uri: Optional[str] =
     `Default`, so our own run is opened in `experiment_name` and the launcher's run gets a
     `training_run_id` tag.
     """
+    from mlflow.entities import RunTag
     from mlflow.tracking.context.registry import resolve_tags
 
     uri = ensure_store(tracking_uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     client = MlflowClient(tracking_uri=uri)
+    first_tags = {k: str(v) for k, v in (tags or {}).items()}
     launcher_id = None if parent_run_id else os.environ.get("MLFLOW_RUN_ID")  # a trial never takes the launcher's
     if launcher_id:
         launcher = client.get_run(launcher_id)
         if launcher.info.experiment_id != DEFAULT_EXPERIMENT_ID:
-            client.set_tag(launcher_id, "mlflow.runName", run_name)
+            client.log_batch(launcher_id, tags=[RunTag(k, v) for k, v in {"mlflow.runName": run_name, **first_tags}.items()])
             return launcher_id, uri, launcher.info.experiment_id
         del os.environ["MLFLOW_RUN_ID"]  # our own run below; the launcher keeps its own
         os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
     experiment_id = ensure_experiment(uri, experiment_name)
-    first_tags = {**({PARENT_TAG: parent_run_id} if parent_run_id else {}), **{k: str(v) for k, v in (tags or {}).items()}}
-    run = client.create_run(experiment_id, tags=resolve_tags(first_tags or None), run_name=run_name)
+    if parent_run_id:
+        first_tags[PARENT_TAG] = parent_run_id
+    run = client.create_run(experiment_id, tags=resolve_tags(first_tags), run_name=run_name)
     if launcher_id:
         client.set_tag(launcher_id, "training_run_id", run.info.run_id)
         client.set_tag(launcher_id, "training_experiment", experiment_name)
