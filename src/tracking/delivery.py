@@ -301,10 +301,11 @@ class Courier:
             if item is None:
                 return
             index, record = item
+            attempted = time.time()
             try:
                 self.delivery.deliver(record)
             except Unreachable as err:
-                self._outage(str(err))
+                self._outage(str(err), attempted)
                 with self._cond:
                     if self._cond.wait_for(lambda: self._stopped, timeout=RETRY_S):
                         return
@@ -319,9 +320,10 @@ class Courier:
                                self.tracking_uri, time.time() - self.unreachable_since, self.pending())
                 self.unreachable_since = None
 
-    def _outage(self, reason: str) -> None:
+    def _outage(self, reason: str, attempted: float) -> None:
+        """`attempted`: when the failed call began (a call to a hung server fails only at its timeout)."""
         if self.unreachable_since is None:
-            self.unreachable_since = time.time()
+            self.unreachable_since = attempted
             logger.warning("tracking server %s unreachable since %s (%s); training goes on, its records wait in %s "
                            "and are delivered when the server is back", self.tracking_uri, since(self.unreachable_since),
                            reason[:200], self.journal.path)
