@@ -172,7 +172,7 @@ def test_two_workers_share_one_budget(tmp_path, store):
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
     assert max((t.datetime_complete - t.datetime_start).total_seconds() for t in study.trials) > 4 * 1.5
     ran = [[n for n in range(4) if f"trial {n} COMPLETE" in out] for out in outputs]
-    assert sorted(ran[0] + ran[1]) == [0, 1, 2, 3] and ran[0] and ran[1]  # each ran some, none twice
+    assert sorted(ran[0] + ran[1]) == [0, 1, 2, 3] and ran[0] and ran[1], (ran, *(o[-2500:] for o in outputs))  # each ran some, none twice
     children = runs_of(store, study.user_attrs["mlflow_parent_run_id"])
     assert sorted(int(r.data.tags["sweep.trial"]) for r in children) == [0, 1, 2, 3]
     parents = MlflowClient(tracking_uri=store).search_runs(
