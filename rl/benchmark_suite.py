@@ -35,6 +35,8 @@ from src.sumo_integration.sumocfg import read_sumocfg
 SUITE_DIR = REPO_ROOT / "rl/configs/suites"
 SUITE_KEYS = {"maps", "algorithm", "reward", "phase_slots", "decisions", "min_episodes", "rollout_decisions",
               "evaluations", "seeds", "validation_seed", "heldout_seed", "repeats", "baselines"}
+#: May be left out: the suite's changes to the algorithm file's values (the file stays the recipe).
+OPTIONAL_SUITE_KEYS = {"algorithm_overrides"}
 #: Table columns: what RESCO reports (delay) and what a deployment asks (all trips, completion).
 TABLE_METRICS = {"delay": "mean_time_loss_all", "all_trips": "mean_travel_time_all", "completion": "completion_rate"}
 RESULT_FILE = "result.json"
@@ -45,9 +47,13 @@ def load_suite(name: str) -> Dict[str, Any]:
     if not path.is_file():
         raise BenchmarkError(f"--suite {name}: no file {path}")
     suite = yaml.safe_load(path.read_text()) or {}
-    missing, unknown = SUITE_KEYS - set(suite), set(suite) - SUITE_KEYS
+    missing, unknown = SUITE_KEYS - set(suite), set(suite) - SUITE_KEYS - OPTIONAL_SUITE_KEYS
     if missing or unknown:
         raise BenchmarkError(f"{path}: missing keys {sorted(missing)}, unknown keys {sorted(unknown)}")
+    base = yaml.safe_load((REPO_ROOT / suite["algorithm"]).read_text()) or {}
+    strange = set(suite.get("algorithm_overrides") or {}) - set(base)
+    if strange:
+        raise BenchmarkError(f"{path}: algorithm_overrides {sorted(strange)} are not keys of {suite['algorithm']}")
     suite["name"] = path.stem
     return suite
 
@@ -82,11 +88,12 @@ def training_budget(suite: Dict[str, Any], facts: Dict[str, Any], decision_inter
 
 def write_configs(suite: Dict[str, Any], name: str, facts: Dict[str, Any], decision_interval: int,
                   folder: Path) -> Dict[str, str]:
-    """The five config files of the map's training (the algorithm file: the recipe with this
-    map's rollout length and the suite's phase slots)."""
+    """The five config files of the map's training (the algorithm file: the recipe with the
+    suite's overrides, this map's rollout length and the suite's phase slots)."""
     folder.mkdir(parents=True, exist_ok=True)
     budget = training_budget(suite, facts, decision_interval)
     algorithm = yaml.safe_load((REPO_ROOT / suite["algorithm"]).read_text())
+    algorithm.update(suite.get("algorithm_overrides") or {})
     algorithm.update(n_steps=budget["n_steps"], phase_slots=int(suite["phase_slots"]),
                      batch_size=min(int(algorithm.get("batch_size", 1024)), budget["n_steps"] * facts["signals"]))
     files = {

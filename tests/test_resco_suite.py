@@ -47,7 +47,7 @@ def suite_run(tmp_path_factory):
         "algorithm": str(CONFIG_FILES["algorithm"]), "reward": "rl/configs/reward/delay.yaml",
         "phase_slots": 4, "decisions": 64, "min_episodes": 1, "rollout_decisions": 64, "evaluations": 1,
         "seeds": [0], "validation_seed": 50000, "heldout_seed": 100000, "repeats": 1,
-        "baselines": ["fixed", "max_pressure"]}))
+        "baselines": ["fixed", "max_pressure"], "algorithm_overrides": {"learning_rate": 2e-4}}))
     out = root / "out"
     store = f"sqlite:///{root / 'mlflow.db'}"
     command = [python(), "rl/benchmark.py", "--suite", str(suite), "--maps", str(maps), "--output-dir", str(out),
@@ -77,6 +77,8 @@ def test_each_map_has_its_baselines_and_a_trained_policy_judged_on_heldout_seeds
         # the training ran on this map's study over its own span, validated on its own SUMO seeds
         execution = yaml.safe_load((out / name / "configs" / "execution.yaml").read_text())
         assert execution["eval_sumo_seed"] == 50000 and result["timesteps"] >= 64
+        (resolved,) = (out / name / "models" / "seed0").glob("*/resolved_config.yaml")  # the suite's override trained
+        assert yaml.safe_load(resolved.read_text())["learning_rate"] == pytest.approx(2e-4)
         assert Path(result["models"]["0"]).is_file()
     # different programs, different traffic: the two maps' fixed rows differ
     assert results["corridor"]["rows"]["fixed"]["delay"] != pytest.approx(results["mixed"]["rows"]["fixed"]["delay"])
@@ -168,3 +170,14 @@ def test_a_baselines_only_call_runs_the_trained_policies_on_the_new_map(suite_ru
     fixed = pd.read_csv(tmp_path / "out" / "corridor_copy" / "baselines" / "evaluation.csv").set_index("controller")
     assert fixed.loc["fixed", "mean_time_loss_all_mean"] == pytest.approx(
         json.loads((out / "corridor" / "result.json").read_text())["rows"]["fixed"]["delay"])
+
+
+def test_an_override_the_algorithm_file_lacks_is_refused_before_anything_runs(tmp_path):
+    suite = yaml.safe_load((REPO_ROOT / "rl/configs/suites/resco.yaml").read_text())
+    suite["algorithm_overrides"] = {"learning_rat": 1e-4}
+    (tmp_path / "typo.yaml").write_text(yaml.safe_dump(suite))
+    run = subprocess.run([python(), "rl/benchmark.py", "--suite", str(tmp_path / "typo.yaml"), "--maps", str(tmp_path),
+                          "--output-dir", str(tmp_path / "out")], cwd=REPO_ROOT, capture_output=True, text=True,
+                         timeout=120, env=subprocess_env())
+    assert run.returncode != 0 and "learning_rat" in run.stderr + run.stdout and "Traceback" not in run.stderr
+    assert not (tmp_path / "out").exists()
