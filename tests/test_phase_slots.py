@@ -126,3 +126,28 @@ def test_padded_policy_never_asks_for_a_slot_its_junction_lacks(padded_model, co
             break
     env.close()
     assert max(sampled) < 4 and len(set(sampled)) > 1
+
+
+def test_the_training_normalisation_saves_and_loads_with_its_raw_slot_flags(tmp_path):
+    """SB3's own way to keep a `VecNormalize` (`save`, `load`: pickle) keeps the columns the slot
+    mask reads raw: a user's script that saves the training wrapper gets the same observations
+    back, the flags unscaled, the rest scaled with the saved statistics."""
+    import gymnasium as gym
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    from src.rl.normalization import wrap_normalized
+
+    def make():
+        return gym.make("CartPole-v1")
+
+    wrapped = wrap_normalized(DummyVecEnv([make]), True, True, 0.99, 10.0, raw_columns=(2, 4))
+    obs = wrapped.reset()
+    for _ in range(20):
+        obs, _, _, _ = wrapped.step(np.array([wrapped.action_space.sample()]))
+    raw = wrapped.get_original_obs()
+    assert np.allclose(obs[:, 2:4], raw[:, 2:4]) and not np.allclose(obs[:, :2], raw[:, :2])
+    wrapped.save(str(tmp_path / "vecnormalize.pkl"))
+    loaded = VecNormalize.load(str(tmp_path / "vecnormalize.pkl"), DummyVecEnv([make]))
+    assert type(loaded).__name__ == "PartlyRawVecNormalize" and loaded.raw_columns == (2, 4)
+    assert np.allclose(loaded.normalize_obs(raw), wrapped.normalize_obs(raw))
+    assert np.allclose(loaded.normalize_obs(raw)[:, 2:4], raw[:, 2:4])

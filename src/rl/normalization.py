@@ -10,6 +10,7 @@ pyfunc and the controller read it without unpickling an env wrapper.
 
 from __future__ import annotations
 
+import functools
 import json
 import zipfile
 from dataclasses import dataclass
@@ -82,24 +83,39 @@ def wrap_normalized(venv: Any, normalize_observations: bool, normalize_reward: b
     `raw_columns` ([start, stop)) pass unnormalised: flags the policy reads as they are (the
     phase-slot mask of `SlotMaskedPolicy`; a constant flag would otherwise normalise to 0).
     """
-    from stable_baselines3.common.vec_env import VecNormalize
-
     if not (normalize_observations or normalize_reward or state):
         return venv
-    columns = _columns(raw_columns)
+    wrapped = _partly_raw_class()(venv, training=training, norm_obs=normalize_observations,
+                                  norm_reward=normalize_reward and training, clip_obs=clip, clip_reward=clip,
+                                  gamma=gamma)
+    wrapped.raw_columns = _columns(raw_columns)
+    if state:
+        restore_normalization(wrapped, state)
+    return wrapped
+
+
+@functools.lru_cache(maxsize=None)
+def _partly_raw_class() -> type:
+    """`VecNormalize` leaving `raw_columns` unscaled; built on first use (SB3 is imported lazily
+    here: the controller and the pyfunc read statistics without it) and reachable as this
+    module's `PartlyRawVecNormalize`, so `VecNormalize.save`/`load` and pickling find it."""
+    from stable_baselines3.common.vec_env import VecNormalize
 
     class PartlyRawVecNormalize(VecNormalize):
-        raw_columns = columns
+        raw_columns: Optional[Tuple[int, int]] = None
 
         def _normalize_obs(self, obs: np.ndarray, obs_rms: Any) -> np.ndarray:
             return keep_raw(super()._normalize_obs(obs, obs_rms), obs, self.raw_columns)
 
-    wrapped = PartlyRawVecNormalize(venv, training=training, norm_obs=normalize_observations,
-                                    norm_reward=normalize_reward and training, clip_obs=clip, clip_reward=clip,
-                                    gamma=gamma)
-    if state:
-        restore_normalization(wrapped, state)
-    return wrapped
+    PartlyRawVecNormalize.__module__ = __name__
+    PartlyRawVecNormalize.__qualname__ = "PartlyRawVecNormalize"
+    return PartlyRawVecNormalize
+
+
+def __getattr__(name: str) -> Any:
+    if name == "PartlyRawVecNormalize":
+        return _partly_raw_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def read_normalization(model_zip: Union[Path, BinaryIO]) -> Optional[Dict[str, Any]]:
