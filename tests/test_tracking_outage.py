@@ -222,9 +222,13 @@ def test_one_outage_three_trainings_nothing_lost(tmp_path, server, gate, impatie
     assert jobs["through"].proc.returncode == 0, out["through"][-3000:]
     print(f"outage {outage_s:.0f} s")
 
-    # the one that lived through it: one warning, training went on, then everything arrived in order
+    # the one that lived through it: a warning per outage (not per call), each outage ended, training
+    # went on, then everything arrived in order. A server just back may drop one more connection
+    # (seen in CI: "unreachable" again 2 s after "is back", then back 2 s later): a second short outage.
     text = out["through"]
-    assert text.count("unreachable since") == 1 and text.count("is back after") == 1, text[-3000:]
+    warned, back = text.count("unreachable since"), text.count("is back after")
+    assert 1 <= warned == back <= 3, text[-3000:]
+    assert text.index("unreachable since") < text.index("is back after"), text[-3000:]
     assert "Retrying" not in text  # not a line per retried call
     client = MlflowClient(tracking_uri=server.uri)
     run = client.get_run(run_id_from(text))
