@@ -5,7 +5,7 @@ N times as plain `sumo -c`: the distinct outcomes (tripinfo contents) and their 
 
 Found on RESCO's cologne1 with SUMO 1.28 (2026-12-07): libsumo gives one of two outcomes for the
 same seed and files (mean all-trips travel time 63.6 or 65.2 s on seed 100001; 2 to 6 runs in 10
-take the second), where the binary gave the same one 28 times in 28; TraCI runs showed the second
+take the second), where the binary gave the first every time (34 runs); TraCI runs showed the second
 outcome too. The six other maps repeat exactly. A table cell of cologne1 can therefore move by
 about a second between two identical evaluations; differences far larger than that are real.
 
@@ -31,6 +31,7 @@ from bench_resco_fixed import completed_trips  # noqa: E402
 
 from src.sumo_integration.simulation import _import_libsumo  # noqa: E402
 from src.sumo_integration.sumocfg import read_sumocfg  # noqa: E402
+from src.sumo_integration.tools import sumo_binary  # noqa: E402
 
 
 def outcome(tripinfo: Path) -> Tuple[str, float]:
@@ -57,9 +58,9 @@ def repeated_outcomes(sumocfg: Path, runs: int, seed: int, work: Path) -> Dict[s
             libsumo.simulationStep(float(end))
         libsumo.close()
         found["libsumo"][outcome(tripinfo)] += 1
-    binary = Path(sys.executable).with_name("sumo")
+    binary = sumo_binary("sumo")
     for _ in range(runs):
-        subprocess.run([str(binary), *common], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run([binary, *common], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         found["binary"][outcome(tripinfo)] += 1
     return found
 
